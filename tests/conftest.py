@@ -1,0 +1,80 @@
+"""Session fixtures: the real servers e2e tests run against. Each starts once, on first use, and
+is stopped at the end of the session; unit tests start nothing."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from shinsa.devcluster.cluster import LocalCluster, NodePool
+from shinsa.devcluster import processes
+from shinsa.devcluster.services import start_mlflow, start_s3
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Two 8-GPU H100 nodes and one CPU node: enough to place multi-GPU layouts and to leave
+# a 9-GPU request unschedulable.
+TEST_POOLS = [
+    NodePool("gpu-node", 2, gpus=8, gpu_product="NVIDIA-H100-80GB-HBM3"),
+    NodePool("cpu-node", 1, gpus=0),
+]
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    local = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        local.up(TEST_POOLS)
+        # The operator and kubectl-style helpers in tests read the standard variable.
+        os.environ["KUBECONFIG"] = str(local.kubeconfig)
+        yield local
+    finally:
+        local.down()
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: LocalCluster) -> client.ApiClient:
+    return cluster.api()
+
+
+@pytest.fixture
+def namespace(kube: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(kube)
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The tracking URI of a real `mlflow server` on loopback (sqlite backend)."""
+    run_dir = tmp_path_factory.mktemp("mlflow")
+    service = start_mlflow(run_dir)
+    try:
+        yield service.url
+    finally:
+        processes.stop_all(run_dir, [service.name])
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The endpoint URL of a real S3-compatible server on loopback, with boto3 credentials set."""
+    run_dir = tmp_path_factory.mktemp("s3")
+    service = start_s3(run_dir)
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="shinsa-test",
+        AWS_SECRET_ACCESS_KEY="shinsa-test-secret",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=service.url,
+    )
+    try:
+        yield service.url
+    finally:
+        processes.stop_all(run_dir, [service.name])
