@@ -49,7 +49,7 @@ demo-down: env ## stop everything `make demo` started
 	$(BIN)/shinsa demo down
 
 crds: env ## regenerate crds/ from the pydantic models
-	$(BIN)/shinsa crds --output-dir crds
+	$(BIN)/shinsa crds --output-dir crds --api-doc docs/api.md
 
 clean: ## remove this clone's links (the user cache is kept)
 	rm -f .venv

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from shinsa.devcluster.cluster import LocalCluster, NodePool
 from shinsa.devcluster import processes
+from shinsa.devcluster.cluster import LocalCluster, NodePool
 from shinsa.devcluster.services import start_mlflow, start_s3
 
 REPO = Path(__file__).resolve().parents[1]

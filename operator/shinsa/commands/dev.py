@@ -11,15 +11,20 @@ from rich.table import Table
 
 from shinsa.devcluster.cluster import ClusterError, LocalCluster, NodePool, default_state_dir
 
-app = typer.Typer(help="Run a local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, "
-                  "kube-scheduler) with KWOK-simulated GPU nodes. No Docker engine or GPU is needed.",
-                  no_args_is_help=True)
-console = Console(stderr=True)
+app = typer.Typer(
+    help="Run a local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, "
+    "kube-scheduler) with KWOK-simulated GPU nodes. No Docker engine or GPU is needed.",
+    no_args_is_help=True,
+)
+console = Console(stderr=True, soft_wrap=True)
+DEFAULT_STATE_DIR = default_state_dir()
 
 StateDir = Annotated[
     Path,
-    typer.Option(help="Where the cluster keeps its certificates, etcd data, logs and kubeconfig.",
-                 envvar="SHINSA_DEV_STATE_DIR"),
+    typer.Option(
+        help="Where the cluster keeps its certificates, etcd data, logs and kubeconfig.",
+        envvar="SHINSA_DEV_STATE_DIR",
+    ),
 ]
 
 
@@ -28,13 +33,18 @@ def up(
     nodes: Annotated[int, typer.Option(min=0, help="Simulated GPU nodes to create.")] = 2,
     gpus_per_node: Annotated[int, typer.Option(min=1, help="nvidia.com/gpu capacity of each GPU node.")] = 8,
     gpu_product: Annotated[
-        str, typer.Option(help="nvidia.com/gpu.product label of the GPU nodes (as GPU feature discovery reports it).")
+        str,
+        typer.Option(
+            help="nvidia.com/gpu.product label of the GPU nodes (as GPU feature discovery reports it)."
+        ),
     ] = "NVIDIA-H100-80GB-HBM3",
     gpu_memory_mib: Annotated[
         int | None, typer.Option(help="nvidia.com/gpu.memory label; derived from --gpu-product when known.")
     ] = None,
-    cpu_nodes: Annotated[int, typer.Option(min=0, help="Untainted CPU-only nodes (for Jobs, MLflow, ...).")] = 1,
-    state_dir: StateDir = default_state_dir(),
+    cpu_nodes: Annotated[
+        int, typer.Option(min=0, help="Untainted CPU-only nodes (for Jobs, MLflow, ...).")
+    ] = 1,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
 ) -> None:
     """Start the control plane (building its binaries on first use) and create the nodes.
 
@@ -42,7 +52,9 @@ def up(
     """
     cluster = LocalCluster(state_dir, progress=lambda msg: console.print(f"[dim]·[/dim] {msg}"))
     pools = [
-        NodePool("gpu-node", nodes, gpus=gpus_per_node, gpu_product=gpu_product, gpu_memory_mib=gpu_memory_mib),
+        NodePool(
+            "gpu-node", nodes, gpus=gpus_per_node, gpu_product=gpu_product, gpu_memory_mib=gpu_memory_mib
+        ),
         NodePool("cpu-node", cpu_nodes, gpus=0),
     ]
     try:
@@ -59,7 +71,7 @@ def up(
 @app.command()
 def down(
     purge: Annotated[bool, typer.Option(help="Also delete etcd data, certificates and logs.")] = False,
-    state_dir: StateDir = default_state_dir(),
+    state_dir: StateDir = DEFAULT_STATE_DIR,
 ) -> None:
     """Stop every process `shinsa dev up` started (and nothing else)."""
     stopped = LocalCluster(state_dir).down(purge=purge)
@@ -67,7 +79,7 @@ def down(
 
 
 @app.command()
-def status(state_dir: StateDir = default_state_dir()) -> None:
+def status(state_dir: StateDir = DEFAULT_STATE_DIR) -> None:
     """Show whether the control plane runs, its address and the processes it consists of."""
     from shinsa.devcluster import processes
 

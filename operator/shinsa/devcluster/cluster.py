@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -160,7 +161,9 @@ def _kubeconfig(pki: PkiPaths, server: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "shinsa-dev", "cluster": {"server": server, "certificate-authority": str(pki.ca_cert)}}],
+        "clusters": [
+            {"name": "shinsa-dev", "cluster": {"server": server, "certificate-authority": str(pki.ca_cert)}}
+        ],
         "users": [
             {
                 "name": "shinsa-admin",
@@ -296,7 +299,9 @@ class LocalCluster:
             ],
             run,
         )
-        processes.start("kube-scheduler", [str(bins / "kube-scheduler"), *common, f"--secure-port={free_port()}"], run)
+        processes.start(
+            "kube-scheduler", [str(bins / "kube-scheduler"), *common, f"--secure-port={free_port()}"], run
+        )
 
         self.progress("starting kwok (simulated kubelets)")
         processes.start(
@@ -314,7 +319,11 @@ class LocalCluster:
             run,
         )
         state = ClusterState(
-            state_dir=str(run), apiserver_url=api_url, etcd_url=etcd_url, kubeconfig=str(self.kubeconfig), bin_dir=str(bins)
+            state_dir=str(run),
+            apiserver_url=api_url,
+            etcd_url=etcd_url,
+            kubeconfig=str(self.kubeconfig),
+            bin_dir=str(bins),
         )
         self.state_file.write_text(json.dumps(asdict(state), indent=2))
         self._wait_default_service_account(deadline)
@@ -323,11 +332,12 @@ class LocalCluster:
     def _wait_http(
         self, url: str, proc: processes.Managed, deadline: float, pki: PkiPaths | None = None
     ) -> None:
-        kwargs: dict[str, Any] = {}
+        verify: ssl.SSLContext | bool = True
         if pki:
-            kwargs = {"verify": str(pki.ca_cert), "cert": (str(pki.admin_cert), str(pki.admin_key))}
+            verify = ssl.create_default_context(cafile=str(pki.ca_cert))
+            verify.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
         last = ""
-        with httpx.Client(timeout=2.0, **kwargs) as http:
+        with httpx.Client(timeout=2.0, verify=verify) as http:
             while time.monotonic() < deadline:
                 processes.check_alive(proc)
                 try:
@@ -379,4 +389,6 @@ class LocalCluster:
             if set(names) <= ready:
                 return names
             time.sleep(0.3)
-        raise ClusterError(f"nodes not Ready after {timeout_s:.0f}s; see {self.state_dir / 'logs' / 'kwok.log'}")
+        raise ClusterError(
+            f"nodes not Ready after {timeout_s:.0f}s; see {self.state_dir / 'logs' / 'kwok.log'}"
+        )

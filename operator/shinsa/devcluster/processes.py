@@ -84,7 +84,9 @@ def check_alive(managed: Managed) -> None:
     try:
         os.kill(managed.pid, 0)
     except ProcessLookupError:
-        raise ProcessFailed(f"{managed.name} exited; last lines of {managed.log}:\n{_tail(managed.log)}") from None
+        raise ProcessFailed(
+            f"{managed.name} exited; last lines of {managed.log}:\n{_tail(managed.log)}"
+        ) from None
     # A zombie child (exited, not yet reaped) still answers kill(0).
     with contextlib.suppress(ChildProcessError):
         pid, _ = os.waitpid(managed.pid, os.WNOHANG)

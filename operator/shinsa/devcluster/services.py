@@ -44,7 +44,9 @@ def _wait_healthy(service: Service, path: str, timeout_s: float) -> Service:
         except httpx.HTTPError as exc:
             last = str(exc)
         time.sleep(0.3)
-    raise ClusterError(f"{service.name} did not answer at {service.url}{path} ({last}); see {service.process.log}")
+    raise ClusterError(
+        f"{service.name} did not answer at {service.url}{path} ({last}); see {service.process.log}"
+    )
 
 
 def start_mlflow(run_dir: Path, port: int | None = None, timeout_s: float = 120.0) -> Service:

@@ -1,0 +1,375 @@
+"""The ModelDeployment resource: an open LLM served by vLLM on GPUs the operator plans for."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from shinsa.api.base import CelRule, K8sModel, K8sStatusModel, defaulted, require_unique
+from shinsa.api.conditions import Condition
+from shinsa.api.resource import AGE_COLUMN, K8sResource, PrinterColumn
+
+DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
+"""The vLLM release Shinsa is tested against; pinned so that upgrading Shinsa never re-rolls models."""
+
+MODEL_URI_PATTERN = (
+    r"^(hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*"
+    r"|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?"
+    r"|pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/\S*)?"
+    r"|models:/[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9][A-Za-z0-9_-]*|/[1-9][0-9]*))$"
+)
+COMMIT_SHA_PATTERN = r"^[0-9a-f]{40}$"
+_LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+_ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+_PARSER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+def _is_commit(value: str | None) -> bool:
+    return value is not None and len(value) == 40 and all(c in "0123456789abcdef" for c in value)
+
+
+class ModelSource(K8sModel):
+    """Which weights to serve, and how far to trust the code that ships with them."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule=(
+                "!has(self.trustRemoteCode) || !self.trustRemoteCode || "
+                "(has(self.revision) && self.revision.matches('^[0-9a-f]{40}$'))"
+            ),
+            message=(
+                "spec.model.revision must be a full 40-character lowercase hex commit SHA "
+                "when spec.model.trustRemoteCode is true"
+            ),
+            holds=lambda m: not m.trust_remote_code or _is_commit(m.revision),
+            field_path=".revision",
+            reason="FieldValueInvalid",
+        ),
+    )
+
+    uri: str = Field(pattern=MODEL_URI_PATTERN, max_length=2048)
+    """Where the weights are: `hf://org/name` (Hugging Face Hub), `s3://bucket/prefix`, `pvc://claim/path`
+    (a PersistentVolumeClaim in the same namespace) or `models:/name@alias` / `models:/name/version`
+    (the MLflow model registry)."""
+    revision: str | None = Field(default=None, min_length=1, max_length=255)
+    """The revision to load (branch, tag or commit). A commit SHA makes the deployment reproducible;
+    it is required when `trustRemoteCode` is true."""
+    served_name: str | None = Field(default=None, min_length=1, max_length=253)
+    """The model name clients pass in OpenAI API requests. Defaults to the resource name."""
+    trust_remote_code: bool = False
+    """Run Python code shipped with the model (custom tokenizers, modeling files). This executes
+    third-party code inside the serving pod, so it must be pinned: `revision` has to be a 40-character
+    commit SHA."""
+    architecture: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=128)
+    """Override the architecture read from the model's config.json (for example `Qwen3MoeForCausalLM`);
+    only needed when the planner cannot read the config."""
+
+
+class RopeScaling(K8sModel):
+    """RoPE scaling to serve beyond the model's native context length."""
+
+    type: Literal["yarn"]
+    """The scaling method. Only YaRN is supported."""
+    factor: float = Field(gt=1, le=64)
+    """How many times the native context to extend to (for example 4: 32,768 -> 131,072 tokens)."""
+    original_max_position_embeddings: int | None = Field(default=None, ge=1)
+    """The native context length the model was trained with. Defaults to `max_position_embeddings` from
+    the model's config.json."""
+
+
+class KeySelector(K8sModel):
+    """A key of a Secret or ConfigMap in the resource's namespace."""
+
+    name: str = Field(min_length=1, max_length=253)
+    """The Secret or ConfigMap name."""
+    key: str = Field(min_length=1, max_length=253)
+    """The key within it."""
+    optional: bool | None = None
+    """Start the pod even when the object or key is missing."""
+
+
+class EnvVarSource(K8sModel):
+    """Where an environment variable's value is read from."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="has(self.secretKeyRef) != has(self.configMapKeyRef)",
+            message="spec.serving.env[].valueFrom must set exactly one of secretKeyRef or configMapKeyRef",
+            holds=lambda m: (m.secret_key_ref is None) != (m.config_map_key_ref is None),
+        ),
+    )
+
+    secret_key_ref: KeySelector | None = None
+    """A key of a Secret (for example a Hugging Face token)."""
+    config_map_key_ref: KeySelector | None = None
+    """A key of a ConfigMap."""
+
+
+class EnvVar(K8sModel):
+    """An environment variable of the serving container."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="!(has(self.value) && has(self.valueFrom))",
+            message="spec.serving.env[]: set value or valueFrom, not both",
+            holds=lambda m: m.value is None or m.value_from is None,
+        ),
+    )
+
+    name: str = Field(pattern=_ENV_NAME_PATTERN, min_length=1, max_length=256)
+    """The variable name."""
+    value: str | None = None
+    """A literal value."""
+    value_from: EnvVarSource | None = None
+    """Read the value from a Secret or ConfigMap instead."""
+
+
+class ServingSpec(K8sModel):
+    """How the inference engine runs the model."""
+
+    engine: Literal["vllm"] = "vllm"
+    """The inference engine. Only vLLM is supported."""
+    image: str = Field(default=DEFAULT_VLLM_IMAGE, min_length=1, max_length=512)
+    """The engine's container image. Pin a tag or digest."""
+    max_model_len: int | None = Field(default=None, ge=1)
+    """The longest sequence (prompt + output, tokens) to serve. Defaults to the model's native context,
+    or less when the GPUs cannot hold the KV cache for it; the plan in status says which."""
+    rope_scaling: RopeScaling | None = None
+    """Extend the context with YaRN. Not recommended when typical requests fit the native context."""
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """The weight and activation dtype; `auto` uses the dtype from the model's config.json."""
+    gpu_memory_utilization: float = Field(default=0.9, ge=0.1, le=0.99)
+    """The fraction of each GPU's memory vLLM may use for weights, activations and KV cache."""
+    reasoning_parser: str | None = Field(default=None, pattern=_PARSER_PATTERN, max_length=64)
+    """vLLM's `--reasoning-parser`, to split reasoning from the final answer of thinking models."""
+    tool_call_parser: str | None = Field(default=None, pattern=_PARSER_PATTERN, max_length=64)
+    """vLLM's `--tool-call-parser`; enables automatic tool choice."""
+    extra_args: list[str] = Field(default_factory=list, max_length=64)
+    """More engine arguments, appended verbatim after the ones Shinsa plans."""
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=64,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """Environment variables of the engine container."""
+
+    @field_validator("env")
+    @classmethod
+    def _unique_env(cls, env: list[EnvVar]) -> list[EnvVar]:
+        require_unique(env, "name", "spec.serving.env")
+        return env
+
+
+class GPURequirements(K8sModel):
+    """Which GPUs to run on: name a product, or a minimum memory per GPU."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="has(self.product) != has(self.memoryGiB)",
+            message="spec.resources.gpu must set exactly one of product or memoryGiB",
+            holds=lambda m: (m.product is None) != (m.memory_gib is None),
+        ),
+    )
+
+    product: str | None = Field(default=None, pattern=_LABEL_VALUE_PATTERN, min_length=1, max_length=63)
+    """The GPU product as GPU feature discovery labels nodes (`nvidia.com/gpu.product`,
+    for example `NVIDIA-H100-80GB-HBM3`)."""
+    memory_gib: int | None = Field(default=None, ge=1, le=4096)
+    """Any GPU with at least this much memory (GiB), matched against `nvidia.com/gpu.memory`."""
+    count: int | None = Field(default=None, ge=1, le=1024)
+    """GPUs per replica, over all of its nodes. When unset the planner chooses the fewest that hold
+    the weights and the KV cache for `targetConcurrency` sequences of `maxModelLen` tokens."""
+    target_concurrency: int = Field(default=1, ge=1, le=65536)
+    """How many full-length sequences each replica must be able to hold in KV cache at once."""
+
+
+class Resources(K8sModel):
+    """The compute a replica needs."""
+
+    gpu: GPURequirements
+    """The GPUs of each replica."""
+
+
+class Parallelism(K8sModel):
+    """An explicit parallel layout for each replica. Fields left unset are chosen by the planner.
+
+    vLLM spreads experts over every tensor- and data-parallel rank, so `expert` is either 1 (experts
+    are tensor-sharded like the rest) or exactly `tensor * data` (expert parallelism enabled).
+    """
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule=(
+                "!has(self.expert) || self.expert == 1 || "
+                "self.expert == (has(self.tensor) ? self.tensor : 1) * (has(self.data) ? self.data : 1)"
+            ),
+            message=(
+                "spec.parallelism.expert must be 1 or equal tensor * data (unset counts as 1): "
+                "vLLM's expert-parallel group spans every tensor- and data-parallel rank"
+            ),
+            holds=lambda m: m.expert is None or m.expert == 1 or m.expert == (m.tensor or 1) * (m.data or 1),
+            field_path=".expert",
+            reason="FieldValueInvalid",
+        ),
+    )
+
+    tensor: int | None = Field(default=None, ge=1, le=1024)
+    """Tensor-parallel size: GPUs each layer is split across."""
+    data: int | None = Field(default=None, ge=1, le=1024)
+    """Data-parallel size inside one replica (one engine rank per group of `tensor` GPUs); used with
+    expert parallelism for mixture-of-experts models."""
+    expert: int | None = Field(default=None, ge=1, le=1024)
+    """Expert-parallel size: 1, or `tensor * data` to enable expert parallelism."""
+    nodes: int | None = Field(default=None, ge=1, le=1024)
+    """Nodes per replica. More than one needs `backend: leaderworkerset`."""
+
+
+class Backend(enum.StrEnum):
+    """The workload kind that runs the replicas."""
+
+    DEPLOYMENT = "deployment"
+    LEADERWORKERSET = "leaderworkerset"
+    KSERVE = "kserve"
+
+
+class Toleration(K8sModel):
+    """A pod toleration (the core/v1 shape)."""
+
+    key: str | None = Field(default=None, max_length=316)
+    """The taint key; empty with operator Exists matches every taint."""
+    operator: Literal["Exists", "Equal"] | None = None
+    """Exists or Equal (the default)."""
+    value: str | None = Field(default=None, max_length=63)
+    """The taint value to match with operator Equal."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """The taint effect to match; empty matches all effects."""
+    toleration_seconds: int | None = None
+    """How long a NoExecute taint is tolerated before eviction."""
+
+
+class Scheduling(K8sModel):
+    """Where the pods may run, on top of the GPU constraints Shinsa derives itself."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """More node labels the pods require."""
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=64)
+    """Tolerations added to the pods (Shinsa adds the `nvidia.com/gpu` one itself)."""
+    affinity: dict[str, Any] | None = None
+    """A core/v1 Affinity for the pods, passed through unchanged."""
+    priority_class_name: str | None = Field(default=None, max_length=253)
+    """The pods' PriorityClass."""
+    queue_name: str | None = Field(default=None, max_length=253)
+    """A Kueue LocalQueue to admit the workload through (sets `kueue.x-k8s.io/queue-name`)."""
+
+
+class ModelDeploymentSpec(K8sModel):
+    """The desired state of a ModelDeployment."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule=(
+                "!has(self.parallelism) || !has(self.parallelism.nodes) || self.parallelism.nodes <= 1 || "
+                "(has(self.backend) && self.backend == 'leaderworkerset')"
+            ),
+            message="spec.parallelism.nodes > 1 requires spec.backend: leaderworkerset",
+            holds=lambda m: (
+                m.parallelism is None
+                or (m.parallelism.nodes or 1) <= 1
+                or m.backend == Backend.LEADERWORKERSET
+            ),
+            field_path=".backend",
+            reason="FieldValueInvalid",
+        ),
+    )
+
+    model: ModelSource
+    """The model to serve."""
+    serving: ServingSpec = defaulted(ServingSpec)
+    """Inference engine settings."""
+    resources: Resources
+    """GPU requirements of each replica."""
+    parallelism: Parallelism | None = None
+    """Pin the parallel layout instead of letting the planner choose it."""
+    replicas: int = Field(default=1, ge=0, le=1000)
+    """Independent serving replicas behind the Service."""
+    backend: Backend = Backend.DEPLOYMENT
+    """What runs the replicas: a Deployment, a LeaderWorkerSet (needed for several nodes per replica)
+    or a KServe InferenceService."""
+    scheduling: Scheduling = defaulted(Scheduling)
+    """Pod placement constraints."""
+
+
+class ModelDeploymentPhase(enum.StrEnum):
+    """A one-word summary of a ModelDeployment's state; conditions carry the detail."""
+
+    PENDING = "Pending"
+    PLANNING = "Planning"
+    SCHEDULING = "Scheduling"
+    LOADING = "Loading"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    FAILED = "Failed"
+
+
+class ModelDeploymentStatus(K8sStatusModel):
+    """The observed state of a ModelDeployment, written by the operator."""
+
+    observed_generation: int | None = Field(default=None, ge=0)
+    """The `metadata.generation` this status describes."""
+    phase: ModelDeploymentPhase | None = None
+    """Pending, Planning, Scheduling, Loading, Ready, Degraded or Failed."""
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=32,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    """The latest observations, one per type; `Ready` summarises them."""
+    plan: dict[str, Any] | None = None
+    """What the planner decided and why: memory budget, parallel layout, engine arguments."""
+    endpoint: str | None = None
+    """The in-cluster OpenAI-compatible base URL (`http://<service>.<namespace>.svc:<port>/v1`)."""
+    model: str | None = None
+    """The model as resolved for serving (URI and revision)."""
+    replicas: int | None = Field(default=None, ge=0)
+    """Replicas that exist."""
+    ready_replicas: int | None = Field(default=None, ge=0)
+    """Replicas that answer requests."""
+    layout: str | None = None
+    """The parallel layout of a replica in short form, for example `TP2` or `DP4xEP4`."""
+    gpus: int | None = Field(default=None, ge=0)
+    """GPUs requested by all replicas together."""
+    gpus_per_replica: int | None = Field(default=None, ge=0)
+    """GPUs requested by each replica."""
+
+
+class ModelDeployment(K8sResource):
+    """An open LLM served by vLLM on GPUs: Shinsa plans GPU memory and parallelism from the model's
+    architecture, runs the pods and a Service, and reports what it planned and why it is (not) Ready."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            # The name becomes the Service's name, a DNS label; a longer one would fail only later.
+            rule="self.metadata.name.size() <= 63",
+            message="metadata.name of a ModelDeployment must be at most 63 characters (it names the Service)",
+            holds=lambda m: m.metadata.name is None or len(m.metadata.name) <= 63,
+        ),
+    )
+    plural: ClassVar[str] = "modeldeployments"
+    singular: ClassVar[str] = "modeldeployment"
+    short_names: ClassVar[tuple[str, ...]] = ("md",)
+    printer_columns: ClassVar[tuple[PrinterColumn, ...]] = (
+        PrinterColumn("Model", "string", ".spec.model.uri", "Where the weights come from."),
+        PrinterColumn("GPUs", "integer", ".status.gpus", "GPUs requested by all replicas."),
+        PrinterColumn("Layout", "string", ".status.layout", "Parallel layout of one replica."),
+        PrinterColumn("Ready", "string", '.status.conditions[?(@.type=="Ready")].status', "Ready condition."),
+        PrinterColumn("Endpoint", "string", ".status.endpoint", "OpenAI-compatible base URL."),
+        AGE_COLUMN,
+        PrinterColumn("Phase", "string", ".status.phase", "Summary of the state.", priority=1),
+    )
+
+    api_version: Literal["shinsa.dev/v1alpha1"] = "shinsa.dev/v1alpha1"
+    kind: Literal["ModelDeployment"] = "ModelDeployment"
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus = Field(default_factory=ModelDeploymentStatus)
