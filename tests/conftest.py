@@ -9,11 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from kopf.testing import KopfRunner
 from kubernetes import client
 
 from shinsa.devcluster import processes
 from shinsa.devcluster.cluster import LocalCluster, NodePool
 from shinsa.devcluster.services import start_mlflow, start_s3
+from tests.support.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,3 +81,40 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield service.url
     finally:
         processes.stop_all(run_dir, [service.name])
+
+
+@pytest.fixture(scope="session")
+def crds(kube: client.ApiClient) -> list[str]:
+    """Shinsa's CRDs from crds/, installed with server-side apply and Established."""
+    from kubernetes.dynamic import DynamicClient
+
+    dynamic = DynamicClient(kube)
+    resource = dynamic.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
+    names = []
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        dynamic.server_side_apply(resource, body=crd, field_manager="shinsa-tests", force_conflicts=True)
+        names.append(crd["metadata"]["name"])
+    api = client.ApiextensionsV1Api(kube)
+
+    def established() -> bool:
+        return all(
+            any(
+                c.type == "Established" and c.status == "True"
+                for c in api.read_custom_resource_definition(n).status.conditions or []
+            )
+            for n in names
+        )
+
+    eventually(established, timeout_s=30, what="the CRDs to be Established")
+    return names
+
+
+@pytest.fixture(scope="session")
+def operator(crds: list[str]) -> Iterator[KopfRunner]:
+    """The Shinsa operator running in-process (kopf's test runner) against the test cluster."""
+    args = ["run", "--standalone", "--all-namespaces", "-m", "shinsa.controllers.handlers"]
+    with KopfRunner(args) as runner:
+        yield runner
+    assert runner.exit_code == 0, runner.output
+    assert runner.exception is None, runner.exception

@@ -33,7 +33,15 @@ GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT_KEY = "nvidia.com/gpu"
 SERVICE_CIDR = "10.96.0.0/12"
 # Stop dependents first: nothing should keep writing to etcd while it shuts down.
-STOP_ORDER = ["kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]
+STOP_ORDER = [
+    "shinsa-operator",
+    "mlflow",
+    "kwok",
+    "kube-scheduler",
+    "kube-controller-manager",
+    "kube-apiserver",
+    "etcd",
+]
 
 # nvidia.com/gpu.memory as GPU feature discovery reports it (MiB), by product label.
 GPU_MEMORY_MIB = {

@@ -1,0 +1,230 @@
+"""`shinsa demo`: the whole local stack on embedded defaults, then a readable account of it."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from shinsa.devcluster import processes
+from shinsa.devcluster.cluster import (
+    ClusterError,
+    LocalCluster,
+    NodePool,
+    default_state_dir,
+    free_port,
+    repo_root,
+)
+
+app = typer.Typer(
+    help="Run the end-to-end demo on a local simulated GPU cluster.", invoke_without_command=True
+)
+console = Console(soft_wrap=True)
+DEMO_NAMESPACE = "shinsa-demo"
+DEFAULT_STATE_DIR = default_state_dir()
+DEFAULT_EXAMPLES = repo_root() / "examples"
+POOLS = [
+    NodePool("gpu-node", 2, gpus=8, gpu_product="NVIDIA-H100-80GB-HBM3"),
+    NodePool("cpu-node", 1, gpus=0),
+]
+
+
+def _step(message: str) -> None:
+    console.print(f"[bold cyan]▸[/bold cyan] {message}")
+
+
+def _install_crds() -> None:
+    from shinsa.api.crd import crd_manifests
+    from shinsa.controllers import kube
+
+    for crd in crd_manifests():
+        kube.apply(crd)
+    _wait(
+        lambda: all(_established(c["metadata"]["name"]) for c in crd_manifests()),
+        60,
+        "CRDs to be Established",
+    )
+
+
+def _established(name: str) -> bool:
+    from kubernetes import client
+
+    from shinsa.controllers import kube
+
+    crd = client.ApiextensionsV1Api(kube.api_client()).read_custom_resource_definition(name)
+    return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+
+
+def _wait(probe: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if probe():
+            return
+        time.sleep(0.5)
+    raise ClusterError(f"timed out waiting for {what}")
+
+
+def _start_operator(state_dir: Path, kubeconfig: Path) -> None:
+    if processes.alive(state_dir, "shinsa-operator"):
+        return
+    processes.start(
+        "shinsa-operator",
+        [
+            sys.executable,
+            "-m",
+            "shinsa.cli",
+            "operator",
+            "run",
+            f"--metrics-port={free_port()}",
+            "--liveness-port=0",
+        ],
+        state_dir,
+        env={"KUBECONFIG": str(kubeconfig)},
+    )
+
+
+def _start_mlflow(state_dir: Path) -> str:
+    from shinsa.devcluster.services import start_mlflow
+
+    url_file = state_dir / "mlflow.url"
+    if processes.alive(state_dir, "mlflow") and url_file.exists():
+        return url_file.read_text().strip()
+    service = start_mlflow(state_dir)
+    url_file.write_text(service.url)
+    return service.url
+
+
+def _apply_examples(examples: Path) -> list[str]:
+    from kubernetes import client
+
+    from shinsa.controllers import kube
+
+    core = client.CoreV1Api(kube.api_client())
+    if not core.list_namespace(field_selector=f"metadata.name={DEMO_NAMESPACE}").items:
+        core.create_namespace({"metadata": {"name": DEMO_NAMESPACE}})
+    names = []
+    for path in sorted(examples.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc:
+                continue
+            doc["metadata"]["namespace"] = DEMO_NAMESPACE
+            kube.apply(doc)
+            names.append(doc["metadata"]["name"])
+    return names
+
+
+def _settled(name: str) -> dict[str, Any] | None:
+    from shinsa.controllers import kube
+
+    md = kube.get_custom("modeldeployments", DEMO_NAMESPACE, name)
+    conditions = {c["type"]: c for c in (md or {}).get("status", {}).get("conditions", [])}
+    ready, planned = conditions.get("Ready", {}), conditions.get("Planned", {})
+    if ready.get("status") == "True" or planned.get("status") == "False":
+        return md
+    scheduled = conditions.get("Scheduled", {})
+    return md if scheduled.get("status") == "False" else None
+
+
+def _report(names: list[str]) -> Table:
+    from shinsa.controllers import kube
+
+    table = Table(title=f"ModelDeployments in namespace {DEMO_NAMESPACE}", show_lines=True)
+    for column in ("name", "model", "plan", "ready", "pods → nodes", "endpoint"):
+        table.add_column(column)
+    for name in names:
+        md = kube.get_custom("modeldeployments", DEMO_NAMESPACE, name) or {}
+        status = md.get("status", {})
+        plan = status.get("plan") or {}
+        conditions = {c["type"]: c for c in status.get("conditions", [])}
+        pods = kube.list_pods(DEMO_NAMESPACE, {"shinsa.dev/model-deployment": name})
+        placement = "\n".join(
+            f"{p['metadata']['name'].rsplit('-', 1)[-1]} → {p['spec'].get('nodeName') or 'Pending'}"
+            for p in pods
+        )
+        if plan:
+            plan_text = (
+                f"{plan['layout']} · {plan['gpusPerReplica']}×{plan.get('gpu', 'GPU')}\n"
+                f"weights {plan['weightsGiB']:.1f} GiB · "
+                f"KV {plan['kvCacheBytesPerToken'] // 1024} KiB/token\n"
+                f"{plan['maxConcurrentSequences']} seq × {plan['maxModelLen']:,} tokens"
+            )
+        else:
+            planned = conditions.get("Planned", {})
+            plan_text = f"[red]{planned.get('reason', 'not planned')}[/red]: {planned.get('message', '')}"
+        ready = conditions.get("Ready", {})
+        ready_text = (
+            "[green]True[/green]"
+            if ready.get("status") == "True"
+            else f"[yellow]{ready.get('status', '?')}[/yellow] {ready.get('reason', '')}"
+        )
+        table.add_row(
+            name,
+            md.get("spec", {}).get("model", {}).get("uri", ""),
+            plan_text,
+            ready_text,
+            placement or "-",
+            status.get("endpoint") or "-",
+        )
+    return table
+
+
+@app.callback()
+def demo(
+    ctx: typer.Context,
+    examples: Annotated[
+        Path, typer.Option(help="Directory of ModelDeployment manifests to apply.")
+    ] = DEFAULT_EXAMPLES,
+    state_dir: Annotated[
+        Path, typer.Option(help="Where the demo cluster keeps its state.", envvar="SHINSA_DEV_STATE_DIR")
+    ] = DEFAULT_STATE_DIR,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the deployments to settle.")] = 180.0,
+) -> None:
+    """Start a local GPU cluster, MLflow and the operator; apply examples/; show what happened."""
+    if ctx.invoked_subcommand:
+        return
+    cluster = LocalCluster(state_dir, progress=lambda m: console.print(f"  [dim]{m}[/dim]"))
+    try:
+        _step("starting the local control plane with two simulated 8×H100 nodes and a CPU node")
+        state = cluster.up(POOLS)
+        os.environ["KUBECONFIG"] = state.kubeconfig
+        _step("installing the Shinsa CRDs (generated from the pydantic models)")
+        _install_crds()
+        _step("starting MLflow")
+        mlflow_url = _start_mlflow(cluster.state_dir)
+        _step("starting the operator")
+        _start_operator(cluster.state_dir, cluster.kubeconfig)
+        _step(f"applying {examples}")
+        names = _apply_examples(examples)
+        _step(f"waiting for {len(names)} ModelDeployment(s) to be planned, scheduled and Ready")
+        _wait(lambda: all(_settled(n) for n in names), timeout, "the ModelDeployments to settle")
+    except ClusterError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"logs: {cluster.state_dir / 'logs'}")
+        raise typer.Exit(1) from None
+
+    console.print(_report(names))
+    console.print()
+    console.print("[bold]Look further[/bold]")
+    console.print(f"  export KUBECONFIG={state.kubeconfig}")
+    console.print(f"  {state.bin_dir}/kubectl get modeldeployments -n {DEMO_NAMESPACE}")
+    console.print(f"  {state.bin_dir}/kubectl describe md llm-jp-4-32b-a3b-thinking -n {DEMO_NAMESPACE}")
+    console.print(f"  {state.bin_dir}/kubectl get pods -n {DEMO_NAMESPACE} -o wide")
+    console.print(f"  MLflow UI: {mlflow_url}")
+    console.print(f"  operator log: {cluster.state_dir / 'logs' / 'shinsa-operator.log'}")
+    console.print("[bold]Stop everything[/bold]: make demo-down   (or: shinsa demo down)")
+
+
+@app.command()
+def down(
+    state_dir: Annotated[Path, typer.Option(envvar="SHINSA_DEV_STATE_DIR")] = DEFAULT_STATE_DIR,
+) -> None:
+    """Stop the demo's operator, MLflow and control plane."""
+    stopped = LocalCluster(state_dir).down()
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")

@@ -1,0 +1,2 @@
+"""The operator: kopf handlers for Shinsa's custom resources (`handlers` registers all of them),
+around the pure decisions in `desired` and `observed`."""

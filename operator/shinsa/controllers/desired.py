@@ -1,0 +1,131 @@
+"""Pure: what a ModelDeployment should become, given its architecture and the cluster's GPU shape.
+
+Every decision that turns a spec into a plan and children is made here, so the handler only
+reads inputs, calls `desired_state` and applies the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shinsa.api import ModelDeployment
+from shinsa.planner import (
+    Architecture,
+    Plan,
+    PlannerError,
+    PlanRequest,
+    RopeScaling,
+    owned_flags_in,
+    plan,
+    resolve_gpu,
+)
+from shinsa.planner.gpus import gpu_with_memory
+from shinsa.render import RenderError, render_model_deployment, vllm_model_argument
+
+# The planner names PlanRequest fields; users know the ModelDeployment's.
+_SPEC_FIELD = {
+    "max_model_len": "spec.serving.maxModelLen",
+    "rope_scaling": "spec.serving.ropeScaling",
+    "target_concurrency": "spec.resources.gpu.targetConcurrency",
+    "gpu": "spec.resources.gpu",
+    "gpus_per_node": "spec.resources.gpu",
+    "gpu_memory_utilization": "spec.serving.gpuMemoryUtilization",
+    "tensor_parallel": "spec.parallelism.tensor",
+    "data_parallel": "spec.parallelism.data",
+    "expert_parallel": "spec.parallelism.expert",
+    "nodes": "spec.parallelism.nodes",
+    "backend": "spec.backend",
+    "revision": "spec.model.revision",
+    "trust_remote_code": "spec.model.trustRemoteCode",
+    "dtype": "spec.serving.dtype",
+}
+
+
+class SpecProblem(Exception):
+    """The spec cannot be served as written; `reason` becomes the Planned condition's reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Desired:
+    plan: Plan
+    children: list[dict[str, Any]]
+
+
+def plan_request(md: ModelDeployment, arch: Architecture, gpus_per_node: int, model_uri: str) -> PlanRequest:
+    spec = md.spec
+    gpu_spec = spec.resources.gpu
+    try:
+        gpu = (
+            resolve_gpu(gpu_spec.product)
+            if gpu_spec.product
+            else gpu_with_memory(float(gpu_spec.memory_gib or 0))
+        )
+    except PlannerError as exc:
+        raise SpecProblem("UnknownGPU", f"spec.resources.gpu.product: {exc}") from None
+
+    pins = spec.parallelism
+    tensor, data, expert, nodes = (
+        (pins.tensor, pins.data, pins.expert, pins.nodes) if pins else (None, None, None, None)
+    )
+    # `count` without a layout means "use this many GPUs": the natural split for the architecture.
+    if gpu_spec.count and not any((tensor, data, expert)):
+        if arch.is_moe:
+            tensor, data, expert = 1, gpu_spec.count, gpu_spec.count
+        else:
+            tensor, data = gpu_spec.count, 1
+    scaling = spec.serving.rope_scaling
+    return PlanRequest(
+        architecture=arch,
+        gpu=gpu,
+        model=vllm_model_argument(model_uri),
+        served_name=spec.model.served_name or md.metadata.name,
+        revision=spec.model.revision,
+        max_model_len=spec.serving.max_model_len,
+        rope_scaling=(
+            RopeScaling(
+                factor=scaling.factor,
+                original_max_position_embeddings=scaling.original_max_position_embeddings,
+            )
+            if scaling
+            else None
+        ),
+        target_concurrency=gpu_spec.target_concurrency,
+        gpu_memory_utilization=spec.serving.gpu_memory_utilization,
+        gpus_per_node=gpus_per_node,
+        tensor_parallel=tensor,
+        data_parallel=data,
+        expert_parallel=expert if expert and expert > 1 else None,
+        nodes=nodes,
+        dtype=spec.serving.dtype,
+        trust_remote_code=spec.model.trust_remote_code,
+        reasoning_parser=spec.serving.reasoning_parser,
+        tool_call_parser=spec.serving.tool_call_parser,
+        backend=spec.backend.value,
+    )
+
+
+def desired_state(md: ModelDeployment, arch: Architecture, gpus_per_node: int, model_uri: str) -> Desired:
+    """The plan and the children to apply, or SpecProblem saying which field stands in the way."""
+    if collisions := owned_flags_in(md.spec.serving.extra_args):
+        raise SpecProblem(
+            "InvalidExtraArgs",
+            f"spec.serving.extraArgs sets {', '.join(sorted(collisions))}, which Shinsa sets from the plan; "
+            "use the corresponding spec field instead",
+        )
+    try:
+        chosen = plan(plan_request(md, arch, gpus_per_node, model_uri))
+    except PlannerError as exc:
+        field = getattr(exc, "field", None)
+        prefix = f"{_SPEC_FIELD.get(field, field)}: " if field else ""
+        raise SpecProblem("PlanFailed", f"{prefix}{exc}") from None
+    try:
+        children = render_model_deployment(md, chosen, model_path=model_uri)
+    except RenderError as exc:
+        raise SpecProblem("RenderFailed", str(exc)) from None
+    return Desired(plan=chosen, children=children)

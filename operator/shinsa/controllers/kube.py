@@ -1,0 +1,95 @@
+"""The operator's only conversation with the API server: server-side apply of children, status
+writes, and the reads reconciles need. Synchronous (the kubernetes client is); handlers call it
+through `asyncio.to_thread`."""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+FIELD_MANAGER = "shinsa"
+GROUP, VERSION = "shinsa.dev", "v1alpha1"
+
+
+class MissingAPI(Exception):
+    """A child's kind is not served by this cluster (for example LeaderWorkerSet without its CRDs)."""
+
+
+_lock = threading.Lock()
+
+
+@functools.cache
+def api_client() -> client.ApiClient:
+    """One client per process, from the in-cluster service account or else the kubeconfig."""
+    try:
+        config.load_incluster_config()
+        return client.ApiClient()
+    except config.ConfigException:
+        # Read $KUBECONFIG now: the client's own default was fixed when it was imported.
+        return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
+
+
+@functools.cache
+def _dynamic() -> DynamicClient:
+    return DynamicClient(api_client())
+
+
+def apply(obj: dict[str, Any]) -> dict[str, Any]:
+    """Server-side apply `obj` as field manager `shinsa`, taking ownership of conflicting fields
+    (the operator is the source of truth for what it renders)."""
+    with _lock:  # discovery's cache is not thread-safe
+        try:
+            resource = _dynamic().resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        except ResourceNotFoundError:
+            raise MissingAPI(f"{obj['kind']} ({obj['apiVersion']}) is not served by this cluster") from None
+    applied = _dynamic().server_side_apply(
+        resource,
+        body=obj,
+        namespace=obj["metadata"].get("namespace"),
+        field_manager=FIELD_MANAGER,
+        force_conflicts=True,
+    )
+    return dict(applied.to_dict())
+
+
+def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Merge-patch the status subresource. Lists (conditions) are replaced whole, which is what we
+    want: the caller always sends the complete list."""
+    client.CustomObjectsApi(api_client()).patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, plural, name, {"status": status}
+    )
+
+
+def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(
+            client.CustomObjectsApi(api_client()).get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name
+            )
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def list_pods(namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
+    label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+    pods = client.CoreV1Api(api_client()).list_namespaced_pod(namespace, label_selector=label_selector)
+    return [api_client().sanitize_for_serialization(p) for p in pods.items]
+
+
+def gpus_per_node(product_label: str | None) -> int | None:
+    """The `nvidia.com/gpu` allocatable of the largest node carrying `product_label` (any GPU node
+    when None), or None when the cluster has no such node."""
+    selector = f"nvidia.com/gpu.product={product_label}" if product_label else "nvidia.com/gpu.present=true"
+    nodes = client.CoreV1Api(api_client()).list_node(label_selector=selector).items
+    counts = [int((n.status.allocatable or {}).get("nvidia.com/gpu", 0)) for n in nodes]
+    return max(counts, default=0) or None

@@ -1,0 +1,179 @@
+"""kopf handlers for ModelDeployment: read, call the pure core (`desired`, `observed`), apply,
+write status. Nothing here decides anything the core could decide."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any, cast
+
+import kopf
+from pydantic import ValidationError
+
+from shinsa.api import Condition, ConditionStatus, ModelDeployment
+from shinsa.api.conditions import get_condition, set_condition
+from shinsa.controllers import kube, metrics
+from shinsa.controllers.desired import SpecProblem, desired_state
+from shinsa.controllers.observed import PLANNED, observe
+from shinsa.controllers.sources import resolve_architecture
+from shinsa.planner import PlannerError, resolve_gpu
+from shinsa.render import endpoint_url, pod_selector
+
+PLURAL = "modeldeployments"
+KIND = "ModelDeployment"
+MD_LABEL = "shinsa.dev/model-deployment"
+# Used when no node in the cluster carries the requested product yet (it may be added later).
+DEFAULT_GPUS_PER_NODE = 8
+
+# Not-yet-true conditions on the way to Ready: worth an event, not a warning.
+_EXPECTED_FALSE = {"Loading", "Pending", "ScaledToZero"}
+
+# Reconcile and pod-driven refresh of one resource never interleave their status writes.
+_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+
+
+def _events_for_transitions(body: dict[str, Any], before: list[Condition], after: list[Condition]) -> None:
+    for condition in after:
+        old = get_condition(before, condition.type)
+        if old is not None and old.status == condition.status and old.reason == condition.reason:
+            continue
+        healthy = (
+            condition.status != ConditionStatus.TRUE
+            if condition.type == "Degraded"
+            else condition.status != ConditionStatus.FALSE or condition.reason in _EXPECTED_FALSE
+        )
+        message = f"{condition.type}={condition.status.value}: {condition.message}".strip().rstrip(":")
+        kopf.event(
+            cast(kopf.Body, body),
+            type="Normal" if healthy else "Warning",
+            reason=condition.reason,
+            message=message[:1000],
+        )
+
+
+def _write(
+    body: dict[str, Any], md: ModelDeployment, status: dict[str, Any], conditions: list[Condition]
+) -> None:
+    name, namespace = md.metadata.name or "", md.metadata.namespace or ""
+    status["conditions"] = [c.model_dump(by_alias=True, mode="json", exclude_none=True) for c in conditions]
+    kube.patch_status(PLURAL, namespace, name, status)
+    _events_for_transitions(body, md.status.conditions, conditions)
+    metrics.record_phase(f"{namespace}/{name}", status.get("phase"))
+
+
+def _gpu_label(md: ModelDeployment) -> str | None:
+    product = md.spec.resources.gpu.product
+    if not product:
+        return None
+    try:
+        return resolve_gpu(product).product or product
+    except PlannerError:
+        return product
+
+
+def _pods_per_replica(md: ModelDeployment) -> int:
+    plan = md.status.plan or {}
+    return int(plan.get("nodesPerReplica") or 1)
+
+
+def reconcile_sync(body: dict[str, Any]) -> None:
+    md = ModelDeployment.from_body(body)
+    generation = md.metadata.generation
+    conditions = list(md.status.conditions)
+    status: dict[str, Any] = {"observedGeneration": generation, "model": md.spec.model.uri}
+    try:
+        arch = resolve_architecture(md)
+        per_node = kube.gpus_per_node(_gpu_label(md)) or DEFAULT_GPUS_PER_NODE
+        desired = desired_state(md, arch, per_node, md.spec.model.uri)
+    except SpecProblem as problem:
+        conditions = set_condition(
+            conditions, PLANNED, False, problem.reason, problem.message, observed_generation=generation
+        )
+        seen = observe(conditions, generation, md.spec.replicas, 1, [])
+        _write(body, md, {**status, "phase": seen.phase.value}, seen.conditions)
+        return
+
+    plan = desired.plan
+    status |= {
+        "plan": plan.model_dump(by_alias=True, mode="json"),
+        "layout": plan.layout,
+        "gpusPerReplica": plan.gpus_per_replica,
+        "gpus": plan.gpus_per_replica * md.spec.replicas,
+        "endpoint": endpoint_url(md),
+    }
+    try:
+        for child in desired.children:
+            kube.apply(child)
+    except kube.MissingAPI as exc:
+        conditions = set_condition(
+            conditions,
+            PLANNED,
+            False,
+            "BackendUnavailable",
+            f"spec.backend={md.spec.backend.value}: {exc}",
+            observed_generation=generation,
+        )
+        seen = observe(conditions, generation, md.spec.replicas, 1, [])
+        _write(body, md, {**status, "phase": seen.phase.value}, seen.conditions)
+        raise kopf.TemporaryError(str(exc), delay=60) from None
+
+    summary = f"{plan.layout} on {plan.gpus_per_replica} GPU(s) per replica"
+    if plan.reasons:
+        summary += f": {plan.reasons[0]}"
+    conditions = set_condition(conditions, PLANNED, True, "Planned", summary, observed_generation=generation)
+    pods = kube.list_pods(md.metadata.namespace or "", pod_selector(md))
+    seen = observe(conditions, generation, md.spec.replicas, plan.nodes_per_replica, pods)
+    status |= {"phase": seen.phase.value, "replicas": seen.replicas, "readyReplicas": seen.ready_replicas}
+    _write(body, md, status, seen.conditions)
+
+
+def refresh_sync(namespace: str, name: str) -> None:
+    """Re-derive the pod-driven conditions after a pod of the deployment changed."""
+    body = kube.get_custom(PLURAL, namespace, name)
+    if body is None:
+        metrics.record_phase(f"{namespace}/{name}", None)
+        return
+    md = ModelDeployment.from_body(body)
+    if get_condition(md.status.conditions, PLANNED) is None:
+        return  # the reconcile has not run yet; it will observe pods itself
+    pods = kube.list_pods(namespace, pod_selector(md))
+    seen = observe(
+        md.status.conditions, md.status.observed_generation, md.spec.replicas, _pods_per_replica(md), pods
+    )
+    status = {"phase": seen.phase.value, "replicas": seen.replicas, "readyReplicas": seen.ready_replicas}
+    unchanged = (
+        seen.conditions == md.status.conditions
+        and md.status.phase == seen.phase
+        and md.status.ready_replicas == seen.ready_replicas
+        and md.status.replicas == seen.replicas
+    )
+    if not unchanged:
+        _write(body, md, status, seen.conditions)
+
+
+@kopf.on.resume(kube.GROUP, kube.VERSION, PLURAL)
+@kopf.on.create(kube.GROUP, kube.VERSION, PLURAL)
+@kopf.on.update(kube.GROUP, kube.VERSION, PLURAL, field="spec")
+async def reconcile(body: kopf.Body, name: str, namespace: str | None, logger: kopf.Logger, **_: Any) -> None:
+    async with _locks[(namespace or "", name)]:
+        with metrics.reconciling(KIND):
+            try:
+                await asyncio.to_thread(reconcile_sync, dict(body))
+            except ValidationError as exc:
+                # The CRD's schema should make this unreachable; a condition beats a crash loop.
+                logger.error("spec does not validate: %s", exc)
+                raise kopf.PermanentError(f"spec does not validate: {exc}") from None
+
+
+@kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": "shinsa", MD_LABEL: kopf.PRESENT})
+async def pod_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+    name, namespace = labels[MD_LABEL], namespace or ""
+    async with _locks[(namespace, name)]:
+        await asyncio.to_thread(refresh_sync, namespace, name)
+
+
+@kopf.on.delete(kube.GROUP, kube.VERSION, PLURAL, optional=True)
+async def forget(name: str, namespace: str | None, **_: Any) -> None:
+    # Children go with their owner references (the garbage collector); only local state is left.
+    metrics.record_phase(f"{namespace}/{name}", None)
+    _locks.pop((namespace or "", name), None)

@@ -1,0 +1,148 @@
+"""Pure: a ModelDeployment's conditions and phase from what its pods report.
+
+`Scheduled`, `Ready` and `Degraded` are read from real signals (the scheduler's PodScheduled
+condition, pod readiness, container restarts); `Ready` is what the printer column shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shinsa.api import Condition, ConditionStatus, ModelDeploymentPhase
+from shinsa.api.conditions import get_condition, set_condition
+
+PLANNED, SCHEDULED, READY, DEGRADED = "Planned", "Scheduled", "Ready", "Degraded"
+# Restarts beyond this (or a CrashLoopBackOff) mark the deployment Degraded.
+RESTARTS_DEGRADED = 3
+_CRASH_REASONS = {
+    "CrashLoopBackOff",
+    "Error",
+    "OOMKilled",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CreateContainerError",
+}
+
+
+@dataclass(frozen=True)
+class Observed:
+    conditions: list[Condition]
+    phase: ModelDeploymentPhase
+    replicas: int
+    ready_replicas: int
+
+
+def _pod_condition(pod: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    return next((c for c in pod.get("status", {}).get("conditions") or [] if c.get("type") == type_), None)
+
+
+def _is_ready(pod: dict[str, Any]) -> bool:
+    ready = _pod_condition(pod, "Ready")
+    return bool(ready and ready.get("status") == "True") and not pod["metadata"].get("deletionTimestamp")
+
+
+def _crash(pod: dict[str, Any]) -> str | None:
+    for container in pod.get("status", {}).get("containerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        terminated = (container.get("lastState") or {}).get("terminated") or {}
+        where = f"pod {pod['metadata']['name']} container {container['name']}"
+        if waiting.get("reason") in _CRASH_REASONS:
+            return f"{where}: {waiting['reason']} {waiting.get('message', '')}".strip()
+        if (restarts := container.get("restartCount", 0)) > RESTARTS_DEGRADED:
+            return f"{where} restarted {restarts} times ({terminated.get('reason') or 'restarting'})"
+    return None
+
+
+def _unschedulable_reason(message: str) -> str:
+    return "InsufficientGPU" if "Insufficient nvidia.com/gpu" in message else "Unschedulable"
+
+
+def observe(
+    conditions: Sequence[Condition],
+    generation: int | None,
+    desired_replicas: int,
+    pods_per_replica: int,
+    pods: Sequence[dict[str, Any]],
+) -> Observed:
+    """Update Scheduled, Ready and Degraded from `pods` (all pods of the deployment) and derive the
+    phase. `Planned` is left as the reconcile wrote it."""
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    unscheduled = [
+        (p, pod_scheduled)
+        for p in live
+        if (pod_scheduled := _pod_condition(p, "PodScheduled")) is not None
+        and pod_scheduled.get("status") == "False"
+    ]
+    # A replica is ready when all of its pods (leader and workers) are.
+    ready_pods = sum(1 for p in live if _is_ready(p))
+    ready_replicas = min(desired_replicas, ready_pods // max(pods_per_replica, 1))
+    replicas = len(live) // max(pods_per_replica, 1)
+
+    def put(type_: str, status: ConditionStatus | bool, reason: str, message: str) -> None:
+        nonlocal conditions
+        conditions = set_condition(conditions, type_, status, reason, message, observed_generation=generation)
+
+    planned = get_condition(conditions, PLANNED)
+    if planned is None or planned.status != ConditionStatus.TRUE:
+        put(SCHEDULED, ConditionStatus.UNKNOWN, "NotPlanned", "nothing to schedule until the plan succeeds")
+        put(READY, False, planned.reason if planned else "NotPlanned", planned.message if planned else "")
+        put(DEGRADED, False, "NotPlanned", "")
+        return Observed(
+            list(conditions),
+            ModelDeploymentPhase.FAILED if planned else ModelDeploymentPhase.PENDING,
+            replicas,
+            0,
+        )
+
+    if unscheduled:
+        pod, pod_scheduled = unscheduled[0]
+        message = pod_scheduled.get("message", "")
+        put(
+            SCHEDULED,
+            False,
+            _unschedulable_reason(message),
+            f"{len(unscheduled)} pod(s) cannot be placed; {pod['metadata']['name']}: {message}",
+        )
+    elif desired_replicas == 0:
+        put(SCHEDULED, True, "ScaledToZero", "spec.replicas is 0")
+    elif live and all(p.get("spec", {}).get("nodeName") for p in live):
+        nodes = sorted({p["spec"]["nodeName"] for p in live})
+        put(SCHEDULED, True, "Scheduled", f"{len(live)} pod(s) on {', '.join(nodes)}")
+    else:
+        put(SCHEDULED, ConditionStatus.UNKNOWN, "Pending", "waiting for pods to be created and placed")
+
+    crash = next((found for p in live if (found := _crash(p))), None)
+    if crash:
+        put(DEGRADED, True, "CrashLoop", crash)
+    else:
+        put(DEGRADED, False, "Healthy", "")
+
+    if desired_replicas == 0:
+        put(READY, False, "ScaledToZero", "spec.replicas is 0")
+        phase = ModelDeploymentPhase.PENDING
+    elif ready_replicas >= desired_replicas:
+        put(READY, True, "Ready", f"{ready_replicas}/{desired_replicas} replica(s) answer on /v1/models")
+        phase = ModelDeploymentPhase.DEGRADED if crash else ModelDeploymentPhase.READY
+    else:
+        scheduled = get_condition(conditions, SCHEDULED)
+        assert scheduled is not None
+        if scheduled.status == ConditionStatus.FALSE:
+            put(READY, False, scheduled.reason, scheduled.message)
+            phase = ModelDeploymentPhase.SCHEDULING
+        elif crash:
+            put(READY, False, "CrashLoop", crash)
+            phase = ModelDeploymentPhase.DEGRADED
+        elif scheduled.status == ConditionStatus.TRUE:
+            put(
+                READY,
+                False,
+                "Loading",
+                f"{ready_replicas}/{desired_replicas} replica(s) ready; loading the model",
+            )
+            phase = ModelDeploymentPhase.LOADING
+        else:
+            put(READY, False, "Pending", "waiting for pods")
+            phase = ModelDeploymentPhase.SCHEDULING
+    return Observed(list(conditions), phase, replicas, ready_replicas)

@@ -1,0 +1,33 @@
+"""How the operator runs: kopf settings as data, applied at startup."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+ANNOTATION_PREFIX = "shinsa.dev"
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Our status schema is structural and has no place for kopf's bookkeeping, so handler
+    # progress and the last-handled spec live in annotations instead.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
+    # Events are for transitions the controllers post themselves, not for every handler's log line.
+    settings.posting.level = logging.WARNING
+    # Reconnect watches before common load-balancer idle timeouts would cut them silently.
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # In a pod: the service account. Elsewhere: $KUBECONFIG read now, not when a library was
+    # imported (the kubernetes client fixes its default path at import time).
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)

@@ -1,0 +1,6 @@
+"""The evaluation engine: what runs inside an EvalRun Job, and `shinsa eval run` on a laptop."""
+
+EXIT_OK = 0
+EXIT_CRASH = 1
+EXIT_CONFIG = 2
+EXIT_INCOMPLETE = 3

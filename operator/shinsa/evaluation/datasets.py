@@ -1,0 +1,197 @@
+"""Finding and reading benchmark datasets.
+
+Datasets are licensed separately and never shipped: they are read from a local path, an S3 prefix
+(boto3; endpoint from AWS_ENDPOINT_URL) or a PVC mounted under SHINSA_PVC_ROOT (default /mnt/pvc).
+Question sets use the FastChat / llm-jp-judge layout:
+
+- question file, one JSON object a line: {"question_id", "category", "turns": [str, ...]}
+- reference answers, one a line: {"question_id", "choices": [{"turns": [str, ...]}]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from shinsa.evaluation.config import DatasetSource
+
+DEFAULT_PVC_ROOT = "/mnt/pvc"
+
+
+class DatasetError(Exception):
+    """A dataset that is missing or does not have the expected layout; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Question:
+    question_id: str
+    category: str
+    turns: tuple[str, ...]
+    references: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    uri: str
+    root: Path  # a local directory or file holding the dataset
+    digest: str  # sha256 over the bytes of the files read, so runs can tell datasets apart
+
+
+def _s3_client() -> Any:
+    import boto3
+
+    # Recent boto3 reads AWS_ENDPOINT_URL itself; passing it keeps older versions pointed at MinIO etc.
+    return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+
+
+def _download_s3(bucket: str, prefix: str, dest: Path) -> Path:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = _s3_client()
+    try:
+        if prefix and not prefix.endswith("/"):
+            try:
+                client.head_object(Bucket=bucket, Key=prefix)
+            except ClientError:
+                pass
+            else:
+                target = dest / prefix
+                target.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file(bucket, prefix, str(target))
+                return target
+        dir_prefix = prefix.rstrip("/") + "/" if prefix else ""
+        paginator = client.get_paginator("list_objects_v2")
+        found = False
+        for page in paginator.paginate(Bucket=bucket, Prefix=dir_prefix):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                if key.endswith("/"):
+                    continue
+                target = dest / key
+                target.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file(bucket, key, str(target))
+                found = True
+    except (BotoCoreError, ClientError) as exc:
+        raise DatasetError(f"s3://{bucket}/{prefix}: {exc}") from None
+    if not found:
+        raise DatasetError(f"s3://{bucket}/{prefix}: no objects under this prefix")
+    return dest / dir_prefix.rstrip("/") if dir_prefix else dest
+
+
+def locate(uri: str, cache_dir: Path) -> Path:
+    """A local path holding the dataset at `uri`, downloading it first when it lives in S3."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        return _download_s3(parsed.netloc, parsed.path.lstrip("/"), cache_dir / "s3" / parsed.netloc)
+    if parsed.scheme == "pvc":
+        root = Path(os.environ.get("SHINSA_PVC_ROOT", DEFAULT_PVC_ROOT))
+        path = root / parsed.netloc / parsed.path.lstrip("/")
+    elif parsed.scheme == "file":
+        path = Path(parsed.path)
+    else:
+        path = Path(uri).expanduser()
+    if not path.exists():
+        raise DatasetError(f"{uri}: not found (looked at {path})")
+    return path
+
+
+def _member(root: Path, name: str) -> Path:
+    path = root if root.is_file() else root / name
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found")
+    return path
+
+
+def _jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise DatasetError(f"{path}:{number}: expected a JSON object")
+            yield number, row
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(t, str) for t in value):
+        raise DatasetError(f"{where}: expected a non-empty list of strings")
+    return tuple(value)
+
+
+def _reference_file(root: Path, source: DatasetSource) -> Path | None:
+    if root.is_file():
+        return None
+    if source.reference_file:
+        return _member(root, source.reference_file)
+    candidates = sorted((root / "reference_answer").glob("*.jsonl"))
+    return candidates[0] if candidates else None
+
+
+def _digest(paths: Iterable[Path]) -> str:
+    sha = hashlib.sha256()
+    for path in paths:
+        sha.update(path.name.encode())
+        sha.update(path.read_bytes())
+    return "sha256:" + sha.hexdigest()
+
+
+def read_references(path: Path) -> dict[str, tuple[str, ...]]:
+    refs: dict[str, tuple[str, ...]] = {}
+    for number, row in _jsonl(path):
+        where = f"{path}:{number}"
+        if "question_id" not in row:
+            raise DatasetError(f"{where}: missing question_id")
+        choices = row.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise DatasetError(f"{where}: expected choices[0].turns")
+        refs[str(row["question_id"])] = _strings(choices[0].get("turns"), f"{where}: choices[0].turns")
+    return refs
+
+
+def load_questions(uri: str, source: DatasetSource, cache_dir: Path) -> tuple[Dataset, list[Question]]:
+    root = locate(uri, cache_dir)
+    question_path = _member(root, source.question_file)
+    reference_path = _reference_file(root, source)
+    references = read_references(reference_path) if reference_path else {}
+
+    questions: list[Question] = []
+    seen: set[str] = set()
+    for number, row in _jsonl(question_path):
+        where = f"{question_path}:{number}"
+        if "question_id" not in row:
+            raise DatasetError(f"{where}: missing question_id")
+        qid = str(row["question_id"])
+        if qid in seen:
+            raise DatasetError(f"{where}: duplicate question_id {qid}")
+        seen.add(qid)
+        questions.append(
+            Question(
+                question_id=qid,
+                category=str(row.get("category") or "default"),
+                turns=_strings(row.get("turns"), f"{where}: turns"),
+                references=references.get(qid),
+            )
+        )
+    if not questions:
+        raise DatasetError(f"{question_path}: no questions")
+    files = [question_path] + ([reference_path] if reference_path else [])
+    return Dataset(uri=uri, root=root, digest=_digest(files)), questions
+
+
+def load_corpus(uri: str, source: DatasetSource, cache_dir: Path) -> tuple[Dataset, str]:
+    root = locate(uri, cache_dir)
+    path = _member(root, source.corpus_file)
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        raise DatasetError(f"{path}: corpus is empty")
+    return Dataset(uri=uri, root=root, digest=_digest([path])), text

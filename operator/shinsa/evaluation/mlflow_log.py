@@ -1,0 +1,172 @@
+"""Logging a finished run to MLflow: one parent run, and a nested run per repeat.
+
+Only names of API-key environment variables are in the config; keys themselves never reach this
+module. `extraBody` is not logged either, since it is free-form and may carry credentials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from shinsa.evaluation import outputs
+from shinsa.evaluation.config import EvalConfig
+
+if TYPE_CHECKING:
+    from shinsa.evaluation.benchmarks import Benchmark
+    from shinsa.evaluation.runner import RunResult
+
+_PARAM_LIMIT = 6000
+
+
+def metric_name(*parts: str) -> str:
+    """MLflow accepts letters, digits and `_-. :/` in metric names; other characters (for example a
+    Japanese category name) are replaced, with a short hash to keep distinct names distinct."""
+    raw = "/".join(parts)
+    safe = re.sub(r"[^A-Za-z0-9_\-. :/]", "_", raw)
+    if safe != raw:
+        safe += "_" + hashlib.sha256(raw.encode()).hexdigest()[:6]
+    return safe
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def run_params(config: EvalConfig, benchmarks: Sequence[Benchmark]) -> dict[str, str]:
+    params: dict[str, Any] = {
+        "model": config.model.served_name,
+        "model.revision": config.model.revision or "",
+        "model.endpoint": config.model.endpoint or "",
+        "repeats": config.repeats,
+        "concurrency": config.concurrency,
+        "max_error_rate": config.max_error_rate,
+        "sampling": json.dumps(config.sampling.model_dump(exclude_none=True), sort_keys=True),
+        "judges": ",".join(f"{j.name}={j.model}@{j.endpoint}" for j in config.judges),
+        "primary_judge": config.judges[0].name if config.judges else "",
+    }
+    for benchmark in benchmarks:
+        prefix = benchmark.name
+        params[f"{prefix}.dataset.uri"] = benchmark.config.dataset.uri
+        params[f"{prefix}.dataset.digest"] = benchmark.dataset.digest if benchmark.dataset else ""
+        params[f"{prefix}.questions"] = len(benchmark.questions)
+        params[f"{prefix}.sampling"] = json.dumps(
+            config.sampling.merged(benchmark.config.sampling).model_dump(exclude_none=True), sort_keys=True
+        )
+        if benchmark.config.category_sampling:
+            params[f"{prefix}.category_sampling"] = json.dumps(
+                {k: v.model_dump(exclude_none=True) for k, v in benchmark.config.category_sampling.items()},
+                sort_keys=True,
+            )
+    return {k: str(v)[:_PARAM_LIMIT] for k, v in params.items()}
+
+
+def run_metrics(scores: dict[str, Any]) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+
+    def put(name: str, value: Any) -> None:
+        if _finite(value):
+            metrics[name] = float(value)
+
+    put("error_rate", scores.get("error_rate"))
+    put("wall_time_s", scores.get("wall_time_s"))
+    put("items", scores.get("items"))
+    for kind, count in (scores.get("tokens") or {}).items():
+        put(metric_name("tokens", kind), count)
+    for bench, summary in scores.get("benchmarks", {}).items():
+        for key in (
+            "mean",
+            "std",
+            "ci_low",
+            "ci_high",
+            "error_rate",
+            "n_items",
+            "n_questions",
+            "wall_time_s",
+        ):
+            put(metric_name(bench, key), summary.get(key))
+        # Gate rules name their metric without the benchmark prefix and default to "score".
+        put(metric_name(bench, "score"), summary.get("mean"))
+        for group in ("categories", "turns", "judges"):
+            label = {"categories": "category", "turns": "turn", "judges": "judge"}[group]
+            for name, sub in (summary.get(group) or {}).items():
+                for key in ("mean", "ci_low", "ci_high", "std"):
+                    put(metric_name(bench, label, name, key), sub.get(key))
+        for name, value in (summary.get("metrics") or {}).items():
+            put(metric_name(bench, name), value)
+        for pair in summary.get("judge_agreement") or []:
+            a, b = pair["judges"]
+            put(metric_name(bench, "agreement", f"{a}~{b}", "kendall_tau"), pair.get("kendall_tau"))
+            put(metric_name(bench, "agreement", f"{a}~{b}", "spearman"), pair.get("spearman"))
+    return metrics
+
+
+def _items_table(result: RunResult) -> dict[str, list[Any]]:
+    rows = [item.as_dict() for item in result.items]
+    columns: dict[str, list[Any]] = {key: [] for key in (rows[0] if rows else {})}
+    for row in rows:
+        for key, value in row.items():
+            # Nested values become JSON text so every column has a single scalar type.
+            columns[key].append(json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value)
+    return columns
+
+
+def log_run(result: RunResult, config: EvalConfig, benchmarks: Sequence[Benchmark], tracking_uri: str) -> str:
+    """Log `result` and return the parent run id."""
+    # MLflow exports the tracking URI to the environment; restore it so that logging one run does not
+    # redirect whatever else this process logs later.
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        return _log(result, config, benchmarks, tracking_uri)
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+def _log(result: RunResult, config: EvalConfig, benchmarks: Sequence[Benchmark], tracking_uri: str) -> str:
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(config.mlflow.experiment)
+    run_name = config.mlflow.run_name or f"{config.model.served_name}-eval"
+    out = result.output_dir
+    with mlflow.start_run(run_name=run_name) as parent:
+        mlflow.set_tags(
+            {
+                "shinsa.kind": "evaluation",
+                "shinsa.status": result.status,
+                "shinsa.exit_code": str(result.exit_code),
+                "shinsa.model": config.model.served_name,
+            }
+        )
+        mlflow.log_params(run_params(config, benchmarks))
+        mlflow.log_metrics(run_metrics(result.scores))
+        if result.items:
+            mlflow.log_table(data=_items_table(result), artifact_file="items_table.json")
+        for name in (outputs.SCORES, outputs.ITEMS, outputs.GENERATIONS, outputs.JUDGMENTS, outputs.CONFIG):
+            if (out / name).exists():
+                mlflow.log_artifact(str(out / name))
+        if (out / outputs.PLOTS).is_dir():
+            mlflow.log_artifacts(str(out / outputs.PLOTS), artifact_path=outputs.PLOTS)
+
+        for repeat in range(config.repeats):
+            with mlflow.start_run(run_name=f"{run_name}-repeat-{repeat}", nested=True):
+                mlflow.log_param("repeat", repeat)
+                repeat_metrics: dict[str, float] = {}
+                for bench, summary in result.scores.get("benchmarks", {}).items():
+                    per_repeat = summary.get("per_repeat") or []
+                    if repeat < len(per_repeat) and _finite(per_repeat[repeat]):
+                        repeat_metrics[metric_name(bench, "mean")] = float(per_repeat[repeat])
+                    repeat_items = [i for i in result.items if i.benchmark == bench and i.repeat == repeat]
+                    if repeat_items:
+                        errors = sum(i.error is not None for i in repeat_items)
+                        repeat_metrics[metric_name(bench, "error_rate")] = errors / len(repeat_items)
+                mlflow.log_metrics(repeat_metrics)
+        return str(parent.info.run_id)

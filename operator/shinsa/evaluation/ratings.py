@@ -1,0 +1,76 @@
+"""Reading ratings out of judge text.
+
+A judgment that cannot be read unambiguously raises `RatingError`; the judge is then asked again,
+and after its retries the item is an error. Guessing a score would bias the mean silently.
+
+Rules, for a rating written as `[[n]]` (also `[[ n ]]`, `[[n/10]]`, full-width brackets/digits):
+- decimals are accepted (`[[8.5]]`) when inside the scale;
+- surrounding words do not matter (`Rating: [[7]]`);
+- several ratings are accepted only when they agree (a judge restating its verdict);
+  different values are ambiguous and rejected;
+- no rating, or one outside the scale, is rejected.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+
+_NUMBER = r"(-?\d+(?:\.\d+)?)"
+_RATING = re.compile(r"\[\[\s*" + _NUMBER + r"\s*(?:/\s*(\d+(?:\.\d+)?)\s*)?\]\]")
+
+
+class RatingError(ValueError):
+    """The judge's text does not contain one clear, in-range rating."""
+
+
+def _normalise(text: str) -> str:
+    # Japanese judges may answer with full-width brackets and digits; NFKC folds them to ASCII.
+    return unicodedata.normalize("NFKC", text)
+
+
+def _check_scale(value: float, denominator: str | None, low: float, high: float, what: str) -> float:
+    if denominator is not None and float(denominator) != high:
+        raise RatingError(f"{what} [[{value:g}/{denominator}]] is not on the 1-{high:g} scale")
+    if not low <= value <= high:
+        raise RatingError(f"{what} {value:g} is outside {low:g}-{high:g}")
+    return value
+
+
+def _agree(values: list[float], what: str) -> float:
+    if len(set(values)) > 1:
+        raise RatingError(f"several different {what}s: {', '.join(f'{v:g}' for v in values)}")
+    return values[0]
+
+
+def parse_rating(text: str, low: float = 1, high: float = 10) -> float:
+    found = _RATING.findall(_normalise(text))
+    if not found:
+        raise RatingError("no [[rating]] found")
+    values = [_check_scale(float(num), den or None, low, high, "rating") for num, den in found]
+    return _agree(values, "rating")
+
+
+def parse_criteria(text: str, criteria: Sequence[str], low: float = 1, high: float = 5) -> dict[str, float]:
+    """Ratings written one per criterion as `name: [[n]]`; every criterion must be present."""
+    normalised = _normalise(text)
+    scores: dict[str, float] = {}
+    missing: list[str] = []
+    for name in criteria:
+        pattern = re.compile(
+            re.escape(name)
+            + r"\**\s*[:=]?\s*\**\s*\[\[\s*"
+            + _NUMBER
+            + r"\s*(?:/\s*(\d+(?:\.\d+)?)\s*)?\]\]",
+            re.IGNORECASE,
+        )
+        found = pattern.findall(normalised)
+        if not found:
+            missing.append(name)
+            continue
+        values = [_check_scale(float(num), den or None, low, high, f"{name} rating") for num, den in found]
+        scores[name] = _agree(values, f"{name} rating")
+    if missing:
+        raise RatingError(f"missing criteria: {', '.join(missing)}")
+    return scores

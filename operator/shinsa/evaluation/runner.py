@@ -1,0 +1,461 @@
+"""Running an evaluation: datasets -> generations -> judgments -> scores, resumable at any point."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from shinsa.evaluation import EXIT_INCOMPLETE, EXIT_OK
+from shinsa.evaluation.benchmarks import Benchmark, known_benchmarks
+from shinsa.evaluation.benchmarks.base import JudgmentParser, Messages
+from shinsa.evaluation.checkpoint import Checkpoint
+from shinsa.evaluation.client import ChatClient, EndpointUnreachable, RequestFailed
+from shinsa.evaluation.config import ConfigError, EvalConfig, JudgeConfig, Sampling
+from shinsa.evaluation.datasets import Question
+from shinsa.evaluation.progress import JsonLinesReporter, Reporter
+from shinsa.evaluation.ratelimit import RateLimiter
+from shinsa.evaluation.ratings import RatingError
+from shinsa.evaluation.records import Generation, Item, Judgment, StepFailed
+from shinsa.evaluation.scoring import benchmark_scores
+
+_PROMPT_EXCERPT_CHARS = 2000
+_REMOTE_FLUSH_S = 2.0
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    status: str  # Succeeded | Incomplete
+    scores: dict[str, Any]
+    items: list[Item]
+    generations: list[dict[str, Any]]
+    judgments: list[dict[str, Any]]
+    output_dir: Path
+    requests: dict[str, int] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+
+
+def fingerprint(settings: Any) -> str:
+    blob = json.dumps(settings, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _api_key(env_name: str | None) -> str | None:
+    return os.environ.get(env_name) if env_name else None
+
+
+class Engine:
+    """The benchmarks' `Context`: generation and judging that consult the checkpoint first."""
+
+    def __init__(
+        self,
+        config: EvalConfig,
+        model: ChatClient,
+        judges: dict[str, tuple[JudgeConfig, ChatClient]],
+        checkpoint: Checkpoint,
+        generation_fps: dict[str, str],
+        judge_fps: dict[tuple[str, str], str],
+    ) -> None:
+        self.config = config
+        self.model = model
+        self._judges = judges
+        self.checkpoint = checkpoint
+        self.generation_fps = generation_fps
+        self.judge_fps = judge_fps
+        self.generations: list[dict[str, Any]] = []
+        self.judgments: list[dict[str, Any]] = []
+        self.reused = 0
+
+    @property
+    def judges(self) -> Sequence[str]:
+        return list(self._judges)
+
+    async def generate(
+        self,
+        benchmark: Benchmark,
+        question: Question,
+        turn: int,
+        repeat: int,
+        messages: Messages,
+        sampling: Sampling,
+        *,
+        stream: bool = False,
+    ) -> Generation:
+        fp = self.generation_fps[benchmark.name]
+        qid = question.question_id
+        record = self.checkpoint.get("generation", benchmark.name, qid, turn, repeat, "", fp)
+        cached = record is not None
+        if record is None:
+            if sampling.seed is not None:
+                # Repeats are meant to be independent draws; the same seed would make them identical.
+                sampling = sampling.model_copy(update={"seed": sampling.seed + repeat})
+            key = f"{benchmark.name}/{qid}/{turn}/{repeat}/generation"
+            try:
+                result = await self.model.chat(messages, sampling, stream=stream, item_key=key)
+            except RequestFailed as exc:
+                raise StepFailed(str(exc)) from None
+            record = {
+                "kind": "generation",
+                "benchmark": benchmark.name,
+                "question_id": qid,
+                "category": question.category,
+                "turn": turn,
+                "repeat": repeat,
+                "judge": "",
+                "fingerprint": fp,
+                "prompt": messages[-1]["content"][:_PROMPT_EXCERPT_CHARS],
+                "answer": result.answer,
+                "reasoning": result.reasoning,
+                "usage": result.usage.as_dict(),
+                "latency_s": result.latency_s,
+                "ttft_s": result.ttft_s,
+                "finish_reason": result.finish_reason,
+                "attempts": result.attempts,
+                "sampling": sampling.model_dump(exclude_none=True),
+            }
+            self.checkpoint.put(record)
+        else:
+            self.reused += 1
+        self.generations.append(record)
+        return Generation(
+            answer=record["answer"],
+            reasoning=record.get("reasoning", ""),
+            usage=dict(record.get("usage") or {}),
+            latency_s=float(record.get("latency_s") or 0.0),
+            ttft_s=record.get("ttft_s"),
+            finish_reason=record.get("finish_reason"),
+            cached=cached,
+        )
+
+    async def judge(
+        self,
+        benchmark: Benchmark,
+        question: Question,
+        turn: int,
+        repeat: int,
+        judge: str,
+        messages: Messages,
+        parse: JudgmentParser,
+    ) -> Judgment:
+        fp = self.judge_fps[(benchmark.name, judge)]
+        qid = question.question_id
+        record = self.checkpoint.get("judgment", benchmark.name, qid, turn, repeat, judge, fp)
+        cached = record is not None
+        if record is None:
+            record = await self._ask_judge(benchmark, question, turn, repeat, judge, messages, parse, fp)
+            self.checkpoint.put(record)
+        else:
+            self.reused += 1
+        self.judgments.append(record)
+        return Judgment(
+            score=float(record["score"]),
+            criteria=dict(record.get("criteria") or {}),
+            text=record.get("judgment", ""),
+            usage=dict(record.get("usage") or {}),
+            latency_s=float(record.get("latency_s") or 0.0),
+            attempts=int(record.get("attempts") or 1),
+            cached=cached,
+        )
+
+    async def _ask_judge(
+        self,
+        benchmark: Benchmark,
+        question: Question,
+        turn: int,
+        repeat: int,
+        judge: str,
+        messages: Messages,
+        parse: JudgmentParser,
+        fp: str,
+    ) -> dict[str, Any]:
+        judge_config, client = self._judges[judge]
+        key = f"{benchmark.name}/{question.question_id}/{turn}/{repeat}/{judge}"
+        problem = ""
+        attempts = judge_config.parse_retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                result = await client.chat(messages, judge_config.sampling(), item_key=key)
+            except RequestFailed as exc:
+                raise StepFailed(str(exc)) from None
+            try:
+                score, criteria = parse(result.answer)
+            except RatingError as exc:
+                problem = f"{exc}; judge said: {result.answer[-200:]!r}"
+                continue
+            return {
+                "kind": "judgment",
+                "benchmark": benchmark.name,
+                "question_id": question.question_id,
+                "category": question.category,
+                "turn": turn,
+                "repeat": repeat,
+                "judge": judge,
+                "judge_model": judge_config.model,
+                "fingerprint": fp,
+                "score": score,
+                "criteria": criteria,
+                "judgment": result.answer,
+                "reasoning": result.reasoning,
+                "usage": result.usage.as_dict(),
+                "latency_s": result.latency_s,
+                "attempts": attempt,
+            }
+        raise StepFailed(f"unparsable judgment after {attempts} attempts: {problem}")
+
+
+def _make_clients(
+    config: EvalConfig, transport: httpx.AsyncBaseTransport | None
+) -> tuple[ChatClient, dict[str, tuple[JudgeConfig, ChatClient]]]:
+    def limiter(rate: Any) -> RateLimiter | None:
+        return RateLimiter(rate.requests_per_second, rate.tokens_per_minute) if rate else None
+
+    common = {
+        "concurrency": config.concurrency,
+        "timeout_s": config.timeout_seconds,
+        "retries": config.retries,
+        "backoff_s": config.backoff_seconds,
+        "transport": transport,
+    }
+    assert config.model.endpoint is not None  # parse_config guarantees it
+    model = ChatClient(
+        config.model.endpoint,
+        config.model.served_name,
+        api_key=_api_key(config.model.api_key_env),
+        rate_limiter=limiter(config.rate_limit),
+        max_tokens_param=config.model.max_tokens_param,
+        extra_body=config.model.extra_body,
+        **common,  # type: ignore[arg-type]
+    )
+    judges = {
+        j.name: (
+            j,
+            ChatClient(
+                j.endpoint,
+                j.model,
+                api_key=_api_key(j.key_env),
+                rate_limiter=limiter(j.rate_limit or config.rate_limit),
+                max_tokens_param=j.max_tokens_param,
+                extra_body=j.extra_body,
+                **common,  # type: ignore[arg-type]
+            ),
+        )
+        for j in config.judges
+    }
+    return model, judges
+
+
+async def _preflight(
+    config: EvalConfig, model: ChatClient, judges: dict[str, tuple[JudgeConfig, ChatClient]]
+) -> None:
+    """Fail before any evaluation request when an endpoint is down or does not serve the model."""
+    targets: list[tuple[str, ChatClient]] = [("model.servedName", model)]
+    targets += [(f"judges[{i}].model", client) for i, (_, client) in enumerate(judges.values())]
+    answers = await asyncio.gather(*(client.list_models() for _, client in targets))
+    for (field_name, client), served in zip(targets, answers, strict=True):
+        if served is not None and served and client.model not in served:
+            raise ConfigError(
+                f"{field_name}: {client.base_url} does not serve {client.model!r}; it serves {sorted(served)}"
+            )
+
+
+async def _flush_periodically(checkpoint: Checkpoint) -> None:
+    while True:
+        await asyncio.sleep(_REMOTE_FLUSH_S)
+        await asyncio.to_thread(checkpoint.flush)
+
+
+async def _run_benchmark(
+    benchmark: Benchmark, engine: Engine, repeats: int, reporter: Reporter
+) -> tuple[list[Item], float]:
+    started = time.monotonic()
+    reporter.benchmark_started(benchmark.name, benchmark.item_count(repeats, len(engine.judges)), 0)
+
+    async def unit(question: Question, repeat: int) -> list[Item]:
+        items = await benchmark.evaluate(question, repeat, engine)
+        reporter.advance(benchmark.name, len(items), sum(i.error is not None for i in items))
+        return items
+
+    results = await asyncio.gather(*(unit(q, r) for r in range(repeats) for q in benchmark.questions))
+    return [item for unit_items in results for item in unit_items], time.monotonic() - started
+
+
+def _token_totals(
+    generations: Sequence[dict[str, Any]], judgments: Sequence[dict[str, Any]]
+) -> dict[str, int]:
+    def total(records: Sequence[dict[str, Any]], key: str) -> int:
+        return sum(int((r.get("usage") or {}).get(key, 0)) for r in records)
+
+    return {
+        "prompt": total(generations, "prompt_tokens"),
+        "completion": total(generations, "completion_tokens"),
+        "reasoning": total(generations, "reasoning_tokens"),
+        "judge_prompt": total(judgments, "prompt_tokens"),
+        "judge_completion": total(judgments, "completion_tokens"),
+    }
+
+
+def build_benchmarks(config: EvalConfig) -> list[Benchmark]:
+    registry = known_benchmarks()
+    return [registry[b.name](b, config.sampling) for b in config.benchmarks]
+
+
+async def run_evaluation(
+    config: EvalConfig,
+    *,
+    output_dir: Path | None = None,
+    resume: bool = True,
+    reporter: Reporter | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> RunResult:
+    """Run every benchmark `repeats` times and write results; see `EXIT_*` for the outcome codes.
+
+    Raises ConfigError / DatasetError (bad settings or data, before any request) and
+    EndpointUnreachable (an endpoint that does not answer at all).
+    """
+    from shinsa.evaluation.outputs import write_outputs, write_scores
+
+    reporter = reporter or JsonLinesReporter()
+    started = time.monotonic()
+    out = Path(output_dir or config.output.dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    benchmarks = build_benchmarks(config)
+    with tempfile.TemporaryDirectory(prefix="shinsa-datasets-") as cache:
+        for benchmark in benchmarks:
+            benchmark.load(Path(cache))
+            reporter.event(
+                "dataset loaded",
+                benchmark=benchmark.name,
+                questions=len(benchmark.questions),
+                digest=benchmark.dataset.digest if benchmark.dataset else None,
+            )
+
+    model, judges = _make_clients(config, transport)
+    flusher: asyncio.Task[None] | None = None
+    checkpoint: Checkpoint | None = None
+    try:
+        await _preflight(config, model, judges)
+        checkpoint = Checkpoint.open(config.checkpoint.uri or str(out / "checkpoint"), resume=resume)
+        if len(checkpoint):
+            reporter.event("checkpoint loaded", records=len(checkpoint), torn_lines=checkpoint.skipped_lines)
+        if checkpoint.is_remote:
+            flusher = asyncio.create_task(_flush_periodically(checkpoint))
+
+        model_settings = {
+            "model": config.model.served_name,
+            "revision": config.model.revision,
+            "extra_body": config.model.extra_body,
+        }
+        generation_fps = {
+            b.name: fingerprint({**model_settings, **b.generation_settings()}) for b in benchmarks
+        }
+        judge_fps = {
+            (b.name, j.name): fingerprint(
+                {
+                    "generation": generation_fps[b.name],
+                    "judge": j.model,
+                    "sampling": j.sampling().model_dump(),
+                    "extra_body": j.extra_body,
+                    **b.judge_settings(),
+                }
+            )
+            for b in benchmarks
+            for j in config.judges
+        }
+        engine = Engine(config, model, judges, checkpoint, generation_fps, judge_fps)
+
+        all_items: list[Item] = []
+        bench_scores: dict[str, Any] = {}
+        for benchmark in benchmarks:
+            items, wall = await _run_benchmark(benchmark, engine, config.repeats, reporter)
+            all_items.extend(items)
+            bench_scores[benchmark.name] = {
+                **benchmark_scores(benchmark, items, engine.judges, config.repeats),
+                "wall_time_s": wall,
+            }
+            summary = bench_scores[benchmark.name]
+            reporter.benchmark_finished(
+                benchmark.name,
+                mean=summary["mean"],
+                std=summary["std"],
+                ci=[summary["ci_low"], summary["ci_high"]],
+                errors=summary["n_errors_all_judges"],
+            )
+    finally:
+        if flusher is not None:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+        if checkpoint is not None:
+            checkpoint.close()
+        await model.aclose()
+        for _, client in judges.values():
+            await client.aclose()
+
+    errors = sum(i.error is not None for i in all_items)
+    error_rate = errors / len(all_items) if all_items else 0.0
+    incomplete = error_rate > config.max_error_rate
+    status = "Incomplete" if incomplete else "Succeeded"
+    requests = {
+        "model": model.stats.requests,
+        **{f"judge/{n}": c.stats.requests for n, (_, c) in judges.items()},
+    }
+    scores: dict[str, Any] = {
+        "status": status,
+        "model": {
+            "served_name": config.model.served_name,
+            "endpoint": config.model.endpoint,
+            "revision": config.model.revision,
+        },
+        "judges": [{"name": j.name, "model": j.model, "endpoint": j.endpoint} for j in config.judges],
+        "repeats": config.repeats,
+        "items": len(all_items),
+        "errors": errors,
+        "error_rate": error_rate,
+        "max_error_rate": config.max_error_rate,
+        "reused_from_checkpoint": engine.reused,
+        "requests": requests,
+        "tokens": _token_totals(engine.generations, engine.judgments),
+        "wall_time_s": time.monotonic() - started,
+        "benchmarks": bench_scores,
+    }
+    result = RunResult(
+        exit_code=EXIT_INCOMPLETE if incomplete else EXIT_OK,
+        status=status,
+        scores=scores,
+        items=all_items,
+        generations=engine.generations,
+        judgments=engine.judgments,
+        output_dir=out,
+        requests=requests,
+    )
+    write_outputs(result, config, benchmarks, reporter)
+    tracking_uri = config.mlflow.tracking_uri
+    if tracking_uri:
+        from shinsa.evaluation.mlflow_log import log_run
+
+        result.mlflow_run_id = await asyncio.to_thread(log_run, result, config, benchmarks, tracking_uri)
+        result.scores["mlflow_run_id"] = result.mlflow_run_id
+        write_scores(result)
+        reporter.event("logged to MLflow", tracking_uri=tracking_uri, run_id=result.mlflow_run_id)
+    if incomplete:
+        reporter.event(
+            "run incomplete: error rate above maxErrorRate",
+            error_rate=error_rate,
+            limit=config.max_error_rate,
+        )
+    return result
+
+
+__all__ = ["EndpointUnreachable", "Engine", "RunResult", "fingerprint", "run_evaluation"]

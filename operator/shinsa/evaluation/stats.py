@@ -1,0 +1,198 @@
+"""Statistics over score tables. Pure: arrays in, numbers out; no I/O.
+
+Confidence intervals come from a question-level (cluster) bootstrap: questions are resampled with
+replacement and each drawn question brings all its items (every repeat, turn and so on). Items of
+one question are correlated (same prompt, same difficulty), so resampling items independently would
+give intervals that are too narrow. The statistic is the mean over all items of the drawn
+questions, which equals the reported mean on the original sample even when some items are missing.
+
+Resampling is vectorised: a (draws x questions) matrix of multinomial counts times the per-question
+sums and counts gives every bootstrap mean at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+DEFAULT_DRAWS = 2000
+# Caps the draws x questions count matrix held at once.
+_MAX_MATRIX_CELLS = 4_000_000
+
+
+@dataclass(frozen=True)
+class Summary:
+    mean: float
+    std: float
+    ci_low: float
+    ci_high: float
+    n_questions: int
+    n_items: int
+    per_repeat: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    mean_diff: float
+    ci_low: float
+    ci_high: float
+    n_questions: int
+    # Share of bootstrap draws in which the difference is <= 0: small means "a is reliably better".
+    p_not_better: float
+
+
+def _bootstrap_means(
+    sums: NDArray[np.float64], counts: NDArray[np.float64], draws: int, rng: np.random.Generator
+) -> NDArray[np.float64]:
+    n = sums.shape[0]
+    out = np.empty(draws)
+    step = max(1, _MAX_MATRIX_CELLS // max(1, n))
+    uniform = np.full(n, 1.0 / n)
+    for start in range(0, draws, step):
+        size = min(step, draws - start)
+        weights = rng.multinomial(n, uniform, size=size).astype(np.float64)
+        totals = weights @ counts
+        # A draw made only of questions without items has no mean; it cannot happen when every
+        # question has at least one item, which callers guarantee by dropping empty questions.
+        out[start : start + size] = (weights @ sums) / totals
+    return out
+
+
+def _interval(values: NDArray[np.float64], confidence: float) -> tuple[float, float]:
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(values, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def summarize(
+    question_ids: ArrayLike,
+    repeats: ArrayLike,
+    scores: ArrayLike,
+    *,
+    draws: int = DEFAULT_DRAWS,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Summary:
+    """Mean over items, std of the per-repeat means (ddof=1), and a cluster-bootstrap CI of the mean.
+
+    `question_ids`, `repeats` and `scores` are parallel, one entry per item; NaN scores (errors) are
+    left out. With one repeat the std is NaN: one number has no spread.
+    """
+    qids = np.asarray(question_ids)
+    reps = np.asarray(repeats)
+    vals = np.asarray(scores, dtype=np.float64)
+    keep = ~np.isnan(vals)
+    qids, reps, vals = qids[keep], reps[keep], vals[keep]
+    if vals.size == 0:
+        nan = math.nan
+        return Summary(nan, nan, nan, nan, 0, 0, ())
+
+    repeat_values = np.unique(reps)
+    per_repeat = tuple(float(vals[reps == r].mean()) for r in repeat_values)
+    std = float(np.std(per_repeat, ddof=1)) if len(per_repeat) > 1 else math.nan
+
+    _, cluster = np.unique(qids, return_inverse=True)
+    sums = np.bincount(cluster, weights=vals).astype(np.float64)
+    counts = np.bincount(cluster).astype(np.float64)
+    boot = _bootstrap_means(sums, counts, draws, np.random.default_rng(seed))
+    low, high = _interval(boot, confidence)
+    return Summary(
+        mean=float(vals.mean()),
+        std=std,
+        ci_low=low,
+        ci_high=high,
+        n_questions=int(sums.size),
+        n_items=int(vals.size),
+        per_repeat=per_repeat,
+    )
+
+
+def paired_bootstrap_difference(
+    a: Mapping[str, Sequence[float]],
+    b: Mapping[str, Sequence[float]],
+    *,
+    draws: int = DEFAULT_DRAWS,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> PairedDifference:
+    """Bootstrap CI of mean(a) - mean(b) over the questions both tables scored.
+
+    Each table maps a question id to that question's scores (repeats, turns; NaN for errors). The
+    difference is taken per question first, so question difficulty cancels out: this is what makes a
+    paired comparison much tighter than comparing two independent intervals.
+    """
+    diffs: list[float] = []
+    for qid in sorted(a.keys() & b.keys()):
+        mean_a = _nanmean(a[qid])
+        mean_b = _nanmean(b[qid])
+        if not (math.isnan(mean_a) or math.isnan(mean_b)):
+            diffs.append(mean_a - mean_b)
+    if not diffs:
+        nan = math.nan
+        return PairedDifference(nan, nan, nan, 0, nan)
+    d = np.asarray(diffs)
+    boot = _bootstrap_means(d, np.ones_like(d), draws, np.random.default_rng(seed))
+    low, high = _interval(boot, confidence)
+    return PairedDifference(
+        mean_diff=float(d.mean()),
+        ci_low=low,
+        ci_high=high,
+        n_questions=int(d.size),
+        p_not_better=float(np.mean(boot <= 0.0)),
+    )
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    arr = np.asarray(values, dtype=np.float64)
+    arr = arr[~np.isnan(arr)]
+    return float(arr.mean()) if arr.size else math.nan
+
+
+def _rank(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Ranks starting at 1, ties sharing their average rank."""
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(values.size)
+    ranks[order] = np.arange(1, values.size + 1, dtype=np.float64)
+    _, inverse = np.unique(values, return_inverse=True)
+    sums = np.bincount(inverse, weights=ranks)
+    counts = np.bincount(inverse)
+    result: NDArray[np.float64] = (sums / counts)[inverse]
+    return result
+
+
+def spearman_rho(x: ArrayLike, y: ArrayLike) -> float:
+    """Spearman rank correlation (Pearson correlation of average ranks); NaN when undefined."""
+    xa, ya = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if xa.size < 2:
+        return math.nan
+    rx, ry = _rank(xa), _rank(ya)
+    sx, sy = rx.std(), ry.std()
+    if sx == 0 or sy == 0:
+        return math.nan
+    return float(((rx - rx.mean()) * (ry - ry.mean())).mean() / (sx * sy))
+
+
+def kendall_tau(x: ArrayLike, y: ArrayLike) -> float:
+    """Kendall's tau-b, which corrects for ties (judge ratings are integers: ties are the norm)."""
+    xa, ya = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    n = xa.size
+    if n < 2:
+        return math.nan
+    concordance = 0.0
+    pairs_x = 0.0
+    pairs_y = 0.0
+    step = max(1, _MAX_MATRIX_CELLS // n)
+    for start in range(0, n, step):
+        dx = np.sign(xa[start : start + step, None] - xa[None, :])
+        dy = np.sign(ya[start : start + step, None] - ya[None, :])
+        concordance += float((dx * dy).sum())
+        pairs_x += float(np.abs(dx).sum())
+        pairs_y += float(np.abs(dy).sum())
+    if pairs_x == 0 or pairs_y == 0:
+        return math.nan
+    # Every unordered pair was counted twice on all three sums, so the factor cancels.
+    return concordance / math.sqrt(pairs_x * pairs_y)

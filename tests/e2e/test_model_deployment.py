@@ -1,0 +1,205 @@
+"""A platform team applies ModelDeployments and watches what the operator makes of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kopf.testing import KopfRunner
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+GROUP, VERSION, PLURAL = "shinsa.dev", "v1alpha1", "modeldeployments"
+
+
+def create(kube: client.ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    return dict(
+        client.CustomObjectsApi(kube).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    )
+
+
+def get(kube: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    return dict(
+        client.CustomObjectsApi(kube).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    )
+
+
+def condition(md: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    return next((c for c in md.get("status", {}).get("conditions", []) if c["type"] == type_), None)
+
+
+def wait_condition(
+    kube: client.ApiClient, namespace: str, name: str, type_: str, status: str, timeout_s: float = 60
+) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
+    def probe() -> dict[str, Any] | None:
+        seen.update(get(kube, namespace, name))
+        found = condition(seen, type_)
+        return dict(seen) if found and found["status"] == status else None
+
+    try:
+        return eventually(probe, timeout_s, what=f"{name} {type_}={status}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; status was {seen.get('status')}") from None
+
+
+def pods_of(kube: client.ApiClient, namespace: str, name: str) -> list[client.V1Pod]:
+    return (
+        client.CoreV1Api(kube)
+        .list_namespaced_pod(namespace, label_selector=f"shinsa.dev/model-deployment={name}")
+        .items
+    )
+
+
+def vllm_args(pod: client.V1Pod) -> list[str]:
+    container = next(c for c in pod.spec.containers if c.name == "vllm")
+    return [*(container.command or []), *(container.args or [])]
+
+
+def small(name: str, **spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "model": {"uri": "hf://llm-jp/llm-jp-4-8b"},
+        "serving": {"maxModelLen": 8192},
+        "resources": {"gpu": {"product": "NVIDIA-H100-80GB-HBM3"}},
+    }
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {**base, **spec},
+    }
+
+
+@pytest.mark.parametrize(
+    ("example", "layout_flag"),
+    [
+        ("llm-jp-4-8b-thinking", "--tensor-parallel-size"),
+        ("llm-jp-4-32b-a3b-thinking", "--enable-expert-parallel"),
+        ("qwen3-8b", "--tensor-parallel-size"),
+        ("qwen3-30b-a3b", "--data-parallel-size"),
+    ],
+)
+def test_example_becomes_ready_vllm_pods_on_gpu_nodes_with_the_planned_layout(
+    kube: client.ApiClient, namespace: str, operator: KopfRunner, example: str, layout_flag: str
+) -> None:
+    body = yaml.safe_load((EXAMPLES / f"{example}.yaml").read_text())
+    create(kube, namespace, body)
+
+    md = wait_condition(kube, namespace, example, "Ready", "True")
+    status = md["status"]
+    plan = status["plan"]
+    assert status["endpoint"] == f"http://{example}.{namespace}.svc:8000/v1"
+    assert status["phase"] == "Ready" and status["readyReplicas"] == 1
+    assert condition(md, "Planned")["status"] == "True"
+    assert condition(md, "Scheduled")["status"] == "True"
+    assert status["observedGeneration"] == md["metadata"]["generation"]
+
+    (pod,) = pods_of(kube, namespace, example)
+    assert pod.spec.node_name.startswith("gpu-node")
+    container = next(c for c in pod.spec.containers if c.name == "vllm")
+    assert container.resources.limits["nvidia.com/gpu"] == str(plan["gpusPerReplica"])
+    args = vllm_args(pod)
+    assert layout_flag in args
+    assert "--trust-remote-code" not in args
+    assert "--max-model-len" in " ".join(args)
+
+
+def test_an_oversized_request_reports_scheduled_false_with_the_schedulers_reason(
+    kube: client.ApiClient, namespace: str, operator: KopfRunner
+) -> None:
+    # Three 8-GPU replicas on a cluster with two 8-GPU nodes: one replica cannot be placed.
+    create(kube, namespace, small("too-big", replicas=3, parallelism={"tensor": 8}))
+
+    md = wait_condition(kube, namespace, "too-big", "Scheduled", "False")
+    scheduled = condition(md, "Scheduled")
+    assert scheduled["reason"] == "InsufficientGPU"
+    assert "Insufficient nvidia.com/gpu" in scheduled["message"]
+    assert condition(md, "Ready")["status"] == "False"
+    assert md["status"]["phase"] == "Scheduling"
+    events = client.CoreV1Api(kube).list_namespaced_event(
+        namespace, field_selector="involvedObject.name=too-big"
+    )
+    assert any(e.reason == "InsufficientGPU" and e.type == "Warning" for e in events.items)
+
+
+def test_changing_max_model_len_rolls_the_workload_and_delete_removes_children(
+    kube: client.ApiClient, namespace: str, operator: KopfRunner
+) -> None:
+    create(kube, namespace, small("rolling"))
+    wait_condition(kube, namespace, "rolling", "Ready", "True")
+    assert any("8192" in vllm_args(p) for p in pods_of(kube, namespace, "rolling"))
+
+    client.CustomObjectsApi(kube).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "rolling", {"spec": {"serving": {"maxModelLen": 16384}}}
+    )
+
+    def rolled() -> list[client.V1Pod] | None:
+        pods = [p for p in pods_of(kube, namespace, "rolling") if not p.metadata.deletion_timestamp]
+        return pods if pods and all("16384" in vllm_args(p) for p in pods) else None
+
+    eventually(rolled, what="pods running with --max-model-len 16384")
+    md = wait_condition(kube, namespace, "rolling", "Ready", "True")
+    assert md["status"]["plan"]["maxModelLen"] == 16384
+    assert md["status"]["observedGeneration"] == md["metadata"]["generation"] == 2
+
+    client.CustomObjectsApi(kube).delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "rolling"
+    )
+    apps, core = client.AppsV1Api(kube), client.CoreV1Api(kube)
+    eventually(
+        lambda: (
+            not apps.list_namespaced_deployment(namespace).items
+            and not core.list_namespaced_service(namespace).items
+        ),
+        what="the Deployment and Service to be garbage-collected",
+    )
+
+
+def test_the_api_server_refuses_remote_code_without_a_pinned_commit_naming_the_field(
+    kube: client.ApiClient, namespace: str, crds: list[str]
+) -> None:
+    body = small("unpinned", model={"uri": "hf://llm-jp/llm-jp-4-8b-thinking", "trustRemoteCode": True})
+    with pytest.raises(ApiException) as refused:
+        create(kube, namespace, body)
+    assert refused.value.status == 422
+    assert "revision" in refused.value.body and "trustRemoteCode" in refused.value.body
+
+
+def test_extra_args_that_collide_with_planned_flags_become_a_condition_not_a_crash(
+    kube: client.ApiClient, namespace: str, operator: KopfRunner
+) -> None:
+    create(kube, namespace, small("collides", serving={"extraArgs": ["--max-model-len=4096"]}))
+
+    md = wait_condition(kube, namespace, "collides", "Planned", "False")
+    planned = condition(md, "Planned")
+    assert planned["reason"] == "InvalidExtraArgs"
+    assert "spec.serving.extraArgs" in planned["message"] and "--max-model-len" in planned["message"]
+    assert md["status"]["phase"] == "Failed"
+    assert not client.AppsV1Api(kube).list_namespaced_deployment(namespace).items
+
+
+def test_a_model_too_large_for_the_gpus_asked_for_is_refused_with_what_would_fit(
+    kube: client.ApiClient, namespace: str, operator: KopfRunner
+) -> None:
+    # LLM-jp-4 32B-A3B on a single 24 GiB GPU: ~60 GiB of weights cannot fit.
+    body = small(
+        "no-fit",
+        model={"uri": "hf://llm-jp/llm-jp-4-32b-a3b"},
+        resources={"gpu": {"memoryGiB": 24, "count": 1}},
+    )
+    create(kube, namespace, body)
+
+    md = wait_condition(kube, namespace, "no-fit", "Planned", "False")
+    planned = condition(md, "Planned")
+    assert planned["reason"] == "PlanFailed"
+    assert "GiB" in planned["message"]
+    assert md["status"]["phase"] == "Failed"
+    assert not client.AppsV1Api(kube).list_namespaced_deployment(namespace).items

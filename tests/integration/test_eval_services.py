@@ -1,0 +1,89 @@
+"""Evaluation against the real MLflow and S3 servers: logging, S3 datasets and S3 checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from shinsa.evaluation.config import parse_config
+from shinsa.evaluation.progress import JsonLinesReporter
+from shinsa.evaluation.runner import RunResult, run_evaluation
+from support.openai_server import FakeOpenAI
+
+pytestmark = pytest.mark.e2e
+
+
+def run(spec: dict[str, Any]) -> RunResult:
+    return asyncio.run(run_evaluation(parse_config(spec), reporter=JsonLinesReporter(every_s=60)))
+
+
+def test_results_are_logged_to_mlflow_without_secrets(
+    mlflow_server: str, make_spec: Any, openai_double: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    secret = "sk-test-never-log-this-0123456789"
+    monkeypatch.setenv("TEST_JUDGE_KEY", secret)
+    spec = make_spec(
+        benchmarks=["mt-bench", "answer-carefully"],
+        mlflow={"trackingUri": mlflow_server, "experiment": "shinsa-eval-test"},
+    )
+    spec["judges"][0]["apiKeyEnv"] = "TEST_JUDGE_KEY"
+    result = run(spec)
+    assert result.mlflow_run_id is not None
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    parent = client.get_run(result.mlflow_run_id)
+    mt = result.scores["benchmarks"]["mt-bench"]
+    assert parent.data.metrics["mt-bench/mean"] == pytest.approx(mt["mean"])
+    assert parent.data.metrics["mt-bench/score"] == pytest.approx(mt["mean"])
+    for key in ("std", "ci_low", "ci_high", "error_rate"):
+        assert parent.data.metrics[f"mt-bench/{key}"] == pytest.approx(mt[key])
+    assert "mt-bench/category/math/mean" in parent.data.metrics
+    assert "answer-carefully/violation_rate" in parent.data.metrics
+    assert parent.data.params["model"] == openai_double.model
+    assert parent.data.params["repeats"] == "2"
+    assert parent.data.params["mt-bench.dataset.digest"].startswith("sha256:")
+    assert parent.data.tags["shinsa.status"] == "Succeeded"
+
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"scores.json", "items.jsonl", "items_table.json", "plots"} <= artifacts
+
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert sorted(c.data.params["repeat"] for c in children) == ["0", "1"]
+    per_repeat = {c.data.params["repeat"]: c.data.metrics["mt-bench/mean"] for c in children}
+    assert per_repeat["0"] == pytest.approx(mt["per_repeat"][0])
+
+    logged = json.dumps([parent.data.params, parent.data.tags, [c.data.params for c in children]])
+    assert secret not in logged
+    local = client.download_artifacts(parent.info.run_id, "config.json")
+    assert secret not in Path(local).read_text()
+
+
+def test_datasets_and_checkpoints_in_s3(
+    s3_server: str, make_spec: Any, openai_double: FakeOpenAI, datasets: dict[str, Path]
+) -> None:
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    s3.create_bucket(Bucket="eval-data")
+    for path in datasets["mt-bench"].rglob("*.jsonl"):
+        s3.upload_file(str(path), "eval-data", f"mt-bench/{path.relative_to(datasets['mt-bench'])}")
+
+    spec = make_spec(repeats=1, checkpoint={"uri": "s3://eval-data/checkpoints/run-1"})
+    spec["benchmarks"][0]["dataset"]["uri"] = "s3://eval-data/mt-bench"
+    first = run(spec)
+    assert first.exit_code == 0
+    assert first.scores["benchmarks"]["mt-bench"]["dataset"]["uri"] == "s3://eval-data/mt-bench"
+    parts = s3.list_objects_v2(Bucket="eval-data", Prefix="checkpoints/run-1/")["Contents"]
+    assert parts
+
+    openai_double.reset()
+    second = run(spec)
+    assert openai_double.requests == 0
+    assert second.scores["benchmarks"]["mt-bench"]["mean"] == first.scores["benchmarks"]["mt-bench"]["mean"]

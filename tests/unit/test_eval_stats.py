@@ -1,0 +1,118 @@
+"""Statistics are checked against cases whose answer is known in closed form."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from shinsa.evaluation.stats import kendall_tau, paired_bootstrap_difference, spearman_rho, summarize
+
+pytestmark = pytest.mark.unit
+
+
+def _table(scores: np.ndarray) -> tuple[list[int], list[int], list[float]]:
+    """Flatten a questions x repeats matrix into parallel item arrays."""
+    questions, repeats = np.indices(scores.shape)
+    return list(questions.ravel()), list(repeats.ravel()), list(scores.ravel())
+
+
+def test_constant_scores_have_a_zero_width_interval() -> None:
+    summary = summarize(*_table(np.full((40, 3), 7.0)))
+    assert summary.mean == 7.0
+    assert summary.ci_low == summary.ci_high == 7.0
+    assert summary.std == 0.0
+
+
+def test_large_sample_interval_matches_the_normal_approximation() -> None:
+    rng = np.random.default_rng(1)
+    sigma, n = 2.0, 4000
+    values = rng.normal(5.0, sigma, size=n)
+    summary = summarize(np.arange(n), np.zeros(n, dtype=int), values)
+    half_width = (summary.ci_high - summary.ci_low) / 2
+    analytic = 1.96 * values.std(ddof=1) / math.sqrt(n)
+    assert half_width == pytest.approx(analytic, rel=0.08)
+    assert summary.ci_low < values.mean() < summary.ci_high
+
+
+def test_clustered_items_widen_the_interval_versus_treating_items_as_independent() -> None:
+    rng = np.random.default_rng(2)
+    difficulty = rng.normal(0.0, 2.0, size=200)
+    # Five repeats of each question share its difficulty: they are far from independent.
+    scores = difficulty[:, None] + rng.normal(0.0, 0.1, size=(200, 5))
+    clustered = summarize(*_table(scores))
+    _, r, s = _table(scores)
+    independent = summarize(np.arange(len(s)), r, s)
+    assert (clustered.ci_high - clustered.ci_low) > 1.8 * (independent.ci_high - independent.ci_low)
+
+
+def test_std_is_the_spread_of_per_repeat_means() -> None:
+    scores = np.array([[6.0, 7.0, 8.0], [6.0, 7.0, 8.0]])
+    summary = summarize(*_table(scores))
+    assert summary.per_repeat == (6.0, 7.0, 8.0)
+    assert summary.std == pytest.approx(1.0)
+
+
+def test_single_repeat_has_no_std_and_errors_are_left_out() -> None:
+    summary = summarize(["a", "b", "c"], [0, 0, 0], [4.0, math.nan, 6.0])
+    assert math.isnan(summary.std)
+    assert summary.mean == 5.0
+    assert (summary.n_items, summary.n_questions) == (2, 2)
+
+
+def test_nothing_scored_gives_nan_not_zero() -> None:
+    summary = summarize(["a"], [0], [math.nan])
+    assert math.isnan(summary.mean) and summary.n_items == 0
+
+
+def test_bootstrap_is_reproducible_for_a_seed() -> None:
+    rng = np.random.default_rng(3)
+    table = _table(rng.integers(1, 11, size=(30, 3)).astype(float))
+    assert summarize(*table, seed=7) == summarize(*table, seed=7)
+
+
+def test_paired_difference_of_a_constant_shift_is_exact() -> None:
+    rng = np.random.default_rng(4)
+    base = {f"q{i}": list(rng.normal(6, 2, size=3)) for i in range(50)}
+    shifted = {q: [v + 0.5 for v in values] for q, values in base.items()}
+    diff = paired_bootstrap_difference(shifted, base)
+    assert diff.mean_diff == pytest.approx(0.5)
+    assert diff.ci_low == pytest.approx(0.5) and diff.ci_high == pytest.approx(0.5)
+    assert diff.p_not_better == 0.0
+    assert diff.n_questions == 50
+
+
+def test_paired_difference_uses_only_shared_questions() -> None:
+    a = {"q1": [8.0], "q2": [6.0], "only-a": [1.0]}
+    b = {"q1": [7.0], "q2": [5.0], "only-b": [10.0]}
+    diff = paired_bootstrap_difference(a, b)
+    assert diff.n_questions == 2
+    assert diff.mean_diff == pytest.approx(1.0)
+
+
+def test_paired_interval_is_tighter_than_difficulty_spread() -> None:
+    rng = np.random.default_rng(5)
+    difficulty = rng.normal(0, 3, size=100)
+    a = {str(i): [d + 0.3 + rng.normal(0, 0.2)] for i, d in enumerate(difficulty)}
+    b = {str(i): [d + rng.normal(0, 0.2)] for i, d in enumerate(difficulty)}
+    diff = paired_bootstrap_difference(a, b)
+    assert 0.0 < diff.ci_low < 0.3 < diff.ci_high < 0.6
+
+
+def test_rank_agreement_on_known_orderings() -> None:
+    x = [1, 2, 3, 4, 5]
+    assert kendall_tau(x, [10, 20, 30, 40, 50]) == pytest.approx(1.0)
+    assert kendall_tau(x, [5, 4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman_rho(x, [2, 4, 6, 8, 100]) == pytest.approx(1.0)
+    assert spearman_rho(x, [5, 4, 3, 2, 1]) == pytest.approx(-1.0)
+
+
+def test_rank_agreement_handles_ties() -> None:
+    # Pairs: 5 concordant, 0 discordant, 1 tied in x only -> tau-b = 5 / sqrt(5 * 6)
+    assert kendall_tau([1, 1, 2, 3], [1, 2, 3, 4]) == pytest.approx(5 / math.sqrt(30))
+    # Average ranks of x: 1.5, 1.5, 3, 4 against 1, 2, 3, 4.
+    ranks = np.array([1.5, 1.5, 3, 4])
+    expected = np.corrcoef(ranks, [1, 2, 3, 4])[0, 1]
+    assert spearman_rho([1, 1, 2, 3], [1, 2, 3, 4]) == pytest.approx(expected)
+    assert math.isnan(kendall_tau([3, 3, 3], [1, 2, 3]))
