@@ -26,7 +26,8 @@ from shinsa.devcluster.cluster import (
 app = typer.Typer(
     help="Run the end-to-end demo on a local simulated GPU cluster.", invoke_without_command=True
 )
-console = Console(soft_wrap=True)
+# A log or CI run has no terminal width to go by; the table needs about 120 columns.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 DEMO_NAMESPACE = "shinsa-demo"
 DEFAULT_STATE_DIR = default_state_dir()
 DEFAULT_EXAMPLES = repo_root() / "examples"
@@ -135,44 +136,59 @@ def _settled(name: str) -> dict[str, Any] | None:
 def _report(names: list[str]) -> Table:
     from shinsa.controllers import kube
 
-    table = Table(title=f"ModelDeployments in namespace {DEMO_NAMESPACE}", show_lines=True)
-    for column in ("name", "model", "plan", "ready", "pods → nodes", "endpoint"):
-        table.add_column(column)
+    table = Table(title=f"ModelDeployments in namespace {DEMO_NAMESPACE}")
+    for column in ("name", "layout", "GPUs", "weights", "KV/token", "fits", "Ready", "pods → nodes"):
+        table.add_column(column, no_wrap=column in ("name", "layout", "pods → nodes"))
     for name in names:
         md = kube.get_custom("modeldeployments", DEMO_NAMESPACE, name) or {}
         status = md.get("status", {})
         plan = status.get("plan") or {}
         conditions = {c["type"]: c for c in status.get("conditions", [])}
         pods = kube.list_pods(DEMO_NAMESPACE, {"shinsa.dev/model-deployment": name})
-        placement = "\n".join(
-            f"{p['metadata']['name'].rsplit('-', 1)[-1]} → {p['spec'].get('nodeName') or 'Pending'}"
-            for p in pods
-        )
-        if plan:
-            plan_text = (
-                f"{plan['layout']} · {plan['gpusPerReplica']}×{plan.get('gpu', 'GPU')}\n"
-                f"weights {plan['weightsGiB']:.1f} GiB · "
-                f"KV {plan['kvCacheBytesPerToken'] // 1024} KiB/token\n"
-                f"{plan['maxConcurrentSequences']} seq × {plan['maxModelLen']:,} tokens"
-            )
-        else:
-            planned = conditions.get("Planned", {})
-            plan_text = f"[red]{planned.get('reason', 'not planned')}[/red]: {planned.get('message', '')}"
+        placement = "\n".join(p["spec"].get("nodeName") or "[yellow]Pending[/yellow]" for p in pods) or "-"
         ready = conditions.get("Ready", {})
         ready_text = (
             "[green]True[/green]"
             if ready.get("status") == "True"
             else f"[yellow]{ready.get('status', '?')}[/yellow] {ready.get('reason', '')}"
         )
+        if not plan:
+            planned = conditions.get("Planned", {})
+            table.add_row(
+                name,
+                f"[red]{planned.get('reason', 'not planned')}[/red]",
+                "",
+                "",
+                "",
+                "",
+                ready_text,
+                placement,
+            )
+            continue
         table.add_row(
             name,
-            md.get("spec", {}).get("model", {}).get("uri", ""),
-            plan_text,
+            plan["layout"],
+            f"{plan['gpusPerReplica']}×{plan.get('gpu', '')}",
+            f"{plan['weightsGiB']:.1f} GiB",
+            f"{plan['kvCacheBytesPerToken'] // 1024} KiB",
+            f"{plan['maxConcurrentSequences']}×{plan['maxModelLen'] // 1024}k",
             ready_text,
-            placement or "-",
-            status.get("endpoint") or "-",
+            placement,
         )
     return table
+
+
+def _endpoints(names: list[str]) -> list[str]:
+    from shinsa.controllers import kube
+
+    lines = []
+    for name in names:
+        md = kube.get_custom("modeldeployments", DEMO_NAMESPACE, name) or {}
+        status = md.get("status", {})
+        planned = next((c for c in status.get("conditions", []) if c["type"] == "Planned"), {})
+        detail = status.get("endpoint") or f"not planned: {planned.get('message', '')}"
+        lines.append(f"  {name}: {detail}")
+    return lines
 
 
 @app.callback()
@@ -210,6 +226,9 @@ def demo(
         raise typer.Exit(1) from None
 
     console.print(_report(names))
+    console.print("[bold]Endpoints[/bold] (OpenAI-compatible, in-cluster)")
+    for line in _endpoints(names):
+        console.print(line)
     console.print()
     console.print("[bold]Look further[/bold]")
     console.print(f"  export KUBECONFIG={state.kubeconfig}")

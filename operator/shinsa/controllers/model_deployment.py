@@ -37,6 +37,8 @@ def _events_for_transitions(body: dict[str, Any], before: list[Condition], after
         old = get_condition(before, condition.type)
         if old is not None and old.status == condition.status and old.reason == condition.reason:
             continue
+        if old is None and condition.type == "Degraded" and condition.status == ConditionStatus.FALSE:
+            continue  # "not degraded" is news only after having been degraded
         healthy = (
             condition.status != ConditionStatus.TRUE
             if condition.type == "Degraded"

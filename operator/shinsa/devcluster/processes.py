@@ -65,7 +65,8 @@ def _is_ours(pid: int, exe: str) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return False
-    return bool(cmdline) and cmdline[0].decode(errors="replace") == exe
+    # A script with a shebang shows up as `interpreter script ...`: its path is the second word.
+    return exe in (word.decode(errors="replace") for word in cmdline[:2])
 
 
 def alive(run_dir: Path, name: str) -> bool:
