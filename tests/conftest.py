@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -83,16 +84,15 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         processes.stop_all(run_dir, [service.name])
 
 
-@pytest.fixture(scope="session")
-def crds(kube: client.ApiClient) -> list[str]:
-    """Shinsa's CRDs from crds/, installed with server-side apply and Established."""
+def install_crds(kube: client.ApiClient, crds: list[dict[str, Any]]) -> list[str]:
+    """Server-side apply CRDs (large upstream ones exceed client-side apply's annotation limit)
+    and wait until the API server serves them."""
     from kubernetes.dynamic import DynamicClient
 
     dynamic = DynamicClient(kube)
     resource = dynamic.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
     names = []
-    for path in sorted((REPO / "crds").glob("*.yaml")):
-        crd = yaml.safe_load(path.read_text())
+    for crd in crds:
         dynamic.server_side_apply(resource, body=crd, field_manager="shinsa-tests", force_conflicts=True)
         names.append(crd["metadata"]["name"])
     api = client.ApiextensionsV1Api(kube)
@@ -106,8 +106,14 @@ def crds(kube: client.ApiClient) -> list[str]:
             for n in names
         )
 
-    eventually(established, timeout_s=30, what="the CRDs to be Established")
+    eventually(established, timeout_s=60, what=f"the CRDs {names} to be Established")
     return names
+
+
+@pytest.fixture(scope="session")
+def crds(kube: client.ApiClient) -> list[str]:
+    """Shinsa's CRDs as committed in crds/, installed and Established."""
+    return install_crds(kube, [yaml.safe_load(p.read_text()) for p in sorted((REPO / "crds").glob("*.yaml"))])
 
 
 @pytest.fixture(scope="session")
@@ -118,3 +124,13 @@ def operator(crds: list[str]) -> Iterator[KopfRunner]:
         yield runner
     assert runner.exit_code == 0, runner.output
     assert runner.exception is None, runner.exception
+
+
+@pytest.fixture(scope="session")
+def upstream_crds(kube: client.ApiClient) -> list[str]:
+    """The real LeaderWorkerSet and KServe InferenceService CRDs at the versions pinned in
+    tools/upstream-crds.txt (read from their Go modules), installed and Established. No controller
+    of theirs runs: the API server validates Shinsa's objects against their schemas, nothing more."""
+    from shinsa.devcluster.upstream import load_crds
+
+    return install_crds(kube, load_crds())

@@ -146,9 +146,15 @@ def test_changing_max_model_len_rolls_the_workload_and_delete_removes_children(
         return pods if pods and all("16384" in vllm_args(p) for p in pods) else None
 
     eventually(rolled, what="pods running with --max-model-len 16384")
-    md = wait_condition(kube, namespace, "rolling", "Ready", "True")
+    md = eventually(
+        lambda: (
+            m if (m := get(kube, namespace, "rolling"))["status"].get("observedGeneration") == 2 else None
+        ),
+        what="the status to describe generation 2",
+    )
     assert md["status"]["plan"]["maxModelLen"] == 16384
-    assert md["status"]["observedGeneration"] == md["metadata"]["generation"] == 2
+    assert md["metadata"]["generation"] == 2
+    wait_condition(kube, namespace, "rolling", "Ready", "True")
 
     client.CustomObjectsApi(kube).delete_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "rolling"
@@ -203,3 +209,41 @@ def test_a_model_too_large_for_the_gpus_asked_for_is_refused_with_what_would_fit
     assert "GiB" in planned["message"]
     assert md["status"]["phase"] == "Failed"
     assert not client.AppsV1Api(kube).list_namespaced_deployment(namespace).items
+
+
+def test_prometheus_metrics_count_reconciles_and_deployments_by_phase(
+    kube: client.ApiClient, namespace: str, operator: KopfRunner
+) -> None:
+    import httpx
+    from prometheus_client import start_http_server
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from shinsa.devcluster.cluster import free_port
+
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1")
+    try:
+        create(kube, namespace, small("metered"))
+        wait_condition(kube, namespace, "metered", "Ready", "True")
+
+        def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            return {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+            }
+
+        samples = eventually(
+            lambda: (
+                (m if m.get(("shinsa_model_deployments", (("phase", "Ready"),)), 0) >= 1 else None)
+                if (m := scrape())
+                else None
+            ),
+            what="a Ready ModelDeployment in the metrics",
+        )
+        assert samples[("shinsa_reconcile_total", (("kind", "ModelDeployment"),))] >= 1
+        assert samples[("shinsa_reconcile_duration_seconds_count", (("kind", "ModelDeployment"),))] >= 1
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)

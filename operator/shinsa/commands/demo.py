@@ -185,7 +185,9 @@ def _endpoints(names: list[str]) -> list[str]:
     for name in names:
         md = kube.get_custom("modeldeployments", DEMO_NAMESPACE, name) or {}
         status = md.get("status", {})
-        planned = next((c for c in status.get("conditions", []) if c["type"] == "Planned"), {})
+        planned: dict[str, Any] = next(
+            (c for c in status.get("conditions", []) if c["type"] == "Planned"), {}
+        )
         detail = status.get("endpoint") or f"not planned: {planned.get('message', '')}"
         lines.append(f"  {name}: {detail}")
     return lines

@@ -5,14 +5,17 @@ through `asyncio.to_thread`."""
 from __future__ import annotations
 
 import functools
+import json
 import os
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import ResourceNotFoundError
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
 FIELD_MANAGER = "shinsa"
 GROUP, VERSION = "shinsa.dev", "v1alpha1"
@@ -38,7 +41,14 @@ def api_client() -> client.ApiClient:
 
 @functools.cache
 def _dynamic() -> DynamicClient:
-    return DynamicClient(api_client())
+    # The client's default discovery cache is one file per API server URL shared by every process
+    # on the machine; a per-process file cannot be stale from another cluster on the same port.
+    cache = Path(tempfile.gettempdir()) / f"shinsa-discovery-{os.getpid()}.json"
+    return DynamicClient(api_client(), cache_file=str(cache))
+
+
+class Rejected(Exception):
+    """The API server refused a child (schema, admission); the message is the server's."""
 
 
 def apply(obj: dict[str, Any]) -> dict[str, Any]:
@@ -49,14 +59,31 @@ def apply(obj: dict[str, Any]) -> dict[str, Any]:
             resource = _dynamic().resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
         except ResourceNotFoundError:
             raise MissingAPI(f"{obj['kind']} ({obj['apiVersion']}) is not served by this cluster") from None
-    applied = _dynamic().server_side_apply(
-        resource,
-        body=obj,
-        namespace=obj["metadata"].get("namespace"),
-        field_manager=FIELD_MANAGER,
-        force_conflicts=True,
-    )
+    try:
+        applied = _dynamic().server_side_apply(
+            resource,
+            body=obj,
+            namespace=obj["metadata"].get("namespace"),
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+    except NotFoundError:
+        # Discovery said the kind exists, the server says not (its CRD was removed): forget it.
+        with _lock:
+            _dynamic().resources.invalidate_cache()
+        raise MissingAPI(f"{obj['kind']} ({obj['apiVersion']}) is no longer served by this cluster") from None
+    except ApiException as exc:
+        if exc.status is not None and exc.status >= 500 and "typed patch" not in str(exc.body):
+            raise  # the server is unwell: let kopf retry
+        raise Rejected(f"{obj['kind']} {obj['metadata']['name']}: {_server_message(exc)}") from None
     return dict(applied.to_dict())
+
+
+def _server_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body).get("message", exc.reason))
+    except (TypeError, ValueError):
+        return str(exc.reason)
 
 
 def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:

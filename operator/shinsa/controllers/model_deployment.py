@@ -24,6 +24,8 @@ KIND = "ModelDeployment"
 MD_LABEL = "shinsa.dev/model-deployment"
 # Used when no node in the cluster carries the requested product yet (it may be added later).
 DEFAULT_GPUS_PER_NODE = 8
+# How soon a child the API server refused or does not serve (missing CRDs) is tried again.
+APPLY_RETRY_S = 20
 
 # Not-yet-true conditions on the way to Ready: worth an event, not a warning.
 _EXPECTED_FALSE = {"Loading", "Pending", "ScaledToZero"}
@@ -106,18 +108,19 @@ def reconcile_sync(body: dict[str, Any]) -> None:
     try:
         for child in desired.children:
             kube.apply(child)
-    except kube.MissingAPI as exc:
+    except (kube.MissingAPI, kube.Rejected) as exc:
+        reason = "BackendUnavailable" if isinstance(exc, kube.MissingAPI) else "Rejected"
         conditions = set_condition(
             conditions,
             PLANNED,
             False,
-            "BackendUnavailable",
+            reason,
             f"spec.backend={md.spec.backend.value}: {exc}",
             observed_generation=generation,
         )
         seen = observe(conditions, generation, md.spec.replicas, 1, [])
         _write(body, md, {**status, "phase": seen.phase.value}, seen.conditions)
-        raise kopf.TemporaryError(str(exc), delay=60) from None
+        raise kopf.TemporaryError(str(exc), delay=APPLY_RETRY_S) from None
 
     summary = f"{plan.layout} on {plan.gpus_per_replica} GPU(s) per replica"
     if plan.reasons:

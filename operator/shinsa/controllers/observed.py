@@ -14,6 +14,8 @@ from shinsa.api import Condition, ConditionStatus, ModelDeploymentPhase
 from shinsa.api.conditions import get_condition, set_condition
 
 PLANNED, SCHEDULED, READY, DEGRADED = "Planned", "Scheduled", "Ready", "Degraded"
+# Planned=False for these is retried by the operator and heals without a spec change.
+RETRIED_PLAN_REASONS = {"BackendUnavailable", "Rejected"}
 # Restarts beyond this (or a CrashLoopBackOff) mark the deployment Degraded.
 RESTARTS_DEGRADED = 3
 _CRASH_REASONS = {
@@ -91,7 +93,9 @@ def observe(
         put(DEGRADED, False, "NotPlanned", "")
         return Observed(
             list(conditions),
-            ModelDeploymentPhase.FAILED if planned else ModelDeploymentPhase.PENDING,
+            ModelDeploymentPhase.PENDING
+            if planned is None or planned.reason in RETRIED_PLAN_REASONS
+            else ModelDeploymentPhase.FAILED,
             replicas,
             0,
         )
@@ -117,7 +121,7 @@ def observe(
     if crash:
         put(DEGRADED, True, "CrashLoop", crash)
     else:
-        put(DEGRADED, False, "Healthy", "")
+        put(DEGRADED, False, "Healthy" if live else "NoPods", "")
 
     if desired_replicas == 0:
         put(READY, False, "ScaledToZero", "spec.replicas is 0")
