@@ -48,8 +48,9 @@ demo: env tools ## start a local GPU cluster, MLflow and the operator; apply exa
 demo-down: env ## stop everything `make demo` started
 	$(BIN)/shinsa demo down
 
-crds: env ## regenerate crds/ from the pydantic models
+crds: env ## regenerate crds/, the chart's copy and docs/api.md from the pydantic models
 	$(BIN)/shinsa crds --output-dir crds --api-doc docs/api.md
+	rm -f charts/shinsa/crds/*.yaml && cp crds/*.yaml charts/shinsa/crds/
 
 clean: ## remove this clone's links (the user cache is kept)
 	rm -f .venv

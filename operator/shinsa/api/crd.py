@@ -205,11 +205,12 @@ def crd_file_name(crd: dict[str, Any]) -> str:
 
 
 def render_crd_yaml(crd: dict[str, Any]) -> str:
-    """One CRD as a YAML document, with the generated-file header."""
+    """One CRD as a YAML document that starts with `---`, so files can be concatenated (as
+    `helm show crds` does) and still parse, with the generated-file header."""
     body = yaml.safe_dump(crd, sort_keys=False, default_flow_style=False, width=110, allow_unicode=True)
-    return GENERATED_HEADER + body
+    return "---\n" + GENERATED_HEADER + body
 
 
 def render_crds_yaml() -> str:
     """All CRDs as one multi-document YAML stream (for `kubectl apply -f -`)."""
-    return "---\n".join(render_crd_yaml(crd) for crd in crd_manifests())
+    return "".join(render_crd_yaml(crd) for crd in crd_manifests())

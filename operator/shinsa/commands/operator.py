@@ -20,6 +20,8 @@ def run(
     liveness_port: Annotated[
         int, typer.Option(help="Serve /healthz for liveness probes; 0 disables.")
     ] = 8081,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each handler run (INFO).")] = False,
+    debug: Annotated[bool, typer.Option(help="Log API requests and watch events (DEBUG).")] = False,
     peering: Annotated[
         bool, typer.Option(help="Coordinate with other replicas through kopf peering (needs its CRDs).")
     ] = False,
@@ -30,6 +32,8 @@ def run(
 
     import shinsa.controllers.handlers  # noqa: F401  (registers the handlers)
 
+    # kopf logs nothing until told how; a pod without logs is hard to operate.
+    kopf.configure(verbose=verbose, debug=debug)
     if metrics_port:
         start_http_server(metrics_port)
     kopf.run(
