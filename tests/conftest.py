@@ -16,7 +16,7 @@ from kubernetes import client
 
 from shinsa.devcluster import processes
 from shinsa.devcluster.cluster import LocalCluster, NodePool
-from shinsa.devcluster.services import start_mlflow, start_s3
+from shinsa.devcluster.services import S3_ACCESS_KEY, S3_SECRET_KEY, start_mlflow, start_s3
 from tests.support.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,8 +73,8 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     run_dir = tmp_path_factory.mktemp("s3")
     service = start_s3(run_dir)
     os.environ.update(
-        AWS_ACCESS_KEY_ID="shinsa-test",
-        AWS_SECRET_ACCESS_KEY="shinsa-test-secret",
+        AWS_ACCESS_KEY_ID=S3_ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=S3_SECRET_KEY,
         AWS_DEFAULT_REGION="us-east-1",
         AWS_ENDPOINT_URL=service.url,
     )

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the local control plane's binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok, helm) from their official Go modules at the versions pinned in
+# kube-scheduler, kubectl, kwok, helm) and the S3-compatible server (versitygw) from their official Go modules at the versions pinned in
 # tools/*/go.mod, into the user cache, keyed by a digest of those pins and of this script.
 # A fresh clone in another folder finds the same key and reuses the binaries.
 #
@@ -53,6 +53,7 @@ for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   build kube "$cmd" "k8s.io/kubernetes/cmd/$cmd" "$(kube_ldflags)"
 done
 build helm helm helm.sh/helm/v3/cmd/helm
+build s3 versitygw github.com/versity/versitygw/cmd/versitygw
 
 # KWOK's own stage definitions at the pinned version, read from its module: nodes become Ready
 # and keep a heartbeat, pods become Running/Ready, pods owned by a Job complete.

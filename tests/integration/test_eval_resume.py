@@ -77,6 +77,8 @@ def test_killed_run_resumes_without_repeating_finished_requests(
     output = second.communicate(timeout=120)[0].decode()
     assert second.returncode == 0, output
 
+    # Every request the resumed run sent was for unfinished work, each sent once (no faults, no retries).
+    assert openai_double.requests == total - len(finished)
     requested_after = set(openai_double.items_requested())
     assert requested_after.isdisjoint(finished)
     assert requested_before | requested_after >= {item_key(r) for r in checkpoint_records(records_file)}

@@ -185,6 +185,23 @@ def test_cli_exit_codes(
     assert time.monotonic() - started < 10
 
 
+def test_cli_exits_3_when_the_error_rate_is_above_the_limit(
+    make_spec: Any, manifest_file: Any, openai_double: FakeOpenAI, tmp_path: Path
+) -> None:
+    # Question m1's judgments fail for good: 2 of 12 items (17%) against a 10% limit.
+    openai_double.add_fault("status", status=500, count=1000, target="judge", item="/m1/")
+    config = manifest_file(make_spec(repeats=1, retries=0, maxErrorRate=0.1))
+    assert run_command(config, None, True, True) == EXIT_INCOMPLETE
+    scores = json.loads((tmp_path / "results" / "scores.json").read_text())
+    assert scores["status"] == "Incomplete" and scores["errors"] == 2
+    # Within the limit it is a success: 2 of 12 against 20%.
+    openai_double.reset()
+    openai_double.add_fault("status", status=500, count=1000, target="judge", item="/m1/")
+    lenient = manifest_file(make_spec(repeats=1, retries=0, maxErrorRate=0.2), "lenient.yaml")
+    assert run_command(lenient, None, True, True) == EXIT_OK
+    assert len({EXIT_OK, EXIT_CRASH, EXIT_CONFIG, EXIT_INCOMPLETE}) == 4
+
+
 def test_unreachable_endpoint_message_names_the_url(
     make_spec: Any, manifest_file: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

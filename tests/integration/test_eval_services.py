@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -23,18 +24,31 @@ def run(spec: dict[str, Any]) -> RunResult:
 
 
 def test_results_are_logged_to_mlflow_without_secrets(
-    mlflow_server: str, make_spec: Any, openai_double: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+    mlflow_server: str,
+    make_spec: Any,
+    openai_double: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     from mlflow.tracking import MlflowClient
 
     secret = "sk-test-never-log-this-0123456789"
+    model_secret = "sk-model-never-log-this-9876543210"
+    body_secret = "tok-extra-body-never-log-this-5555"
     monkeypatch.setenv("TEST_JUDGE_KEY", secret)
+    monkeypatch.setenv("TEST_MODEL_KEY", model_secret)
     spec = make_spec(
         benchmarks=["mt-bench", "answer-carefully"],
         mlflow={"trackingUri": mlflow_server, "experiment": "shinsa-eval-test"},
     )
     spec["judges"][0]["apiKeyEnv"] = "TEST_JUDGE_KEY"
-    result = run(spec)
+    spec["judges"][0]["extraBody"] = {"vendor_token": body_secret}
+    spec["model"]["apiKeyEnv"] = "TEST_MODEL_KEY"
+    log = io.StringIO()
+    result = asyncio.run(
+        run_evaluation(parse_config(spec), reporter=JsonLinesReporter(stream=log, every_s=0))
+    )
     assert result.mlflow_run_id is not None
 
     client = MlflowClient(tracking_uri=mlflow_server)
@@ -61,10 +75,23 @@ def test_results_are_logged_to_mlflow_without_secrets(
     per_repeat = {c.data.params["repeat"]: c.data.metrics["mt-bench/mean"] for c in children}
     assert per_repeat["0"] == pytest.approx(mt["per_repeat"][0])
 
-    logged = json.dumps([parent.data.params, parent.data.tags, [c.data.params for c in children]])
-    assert secret not in logged
-    local = client.download_artifacts(parent.info.run_id, "config.json")
-    assert secret not in Path(local).read_text()
+    secrets = (secret, model_secret, body_secret)
+    logged = json.dumps(
+        [parent.data.params, parent.data.tags, [[c.data.params, c.data.tags] for c in children]]
+    )
+    # Every artifact, the results directory, the JSON log lines and whatever else reached stdout/stderr.
+    artifacts_dir = Path(client.download_artifacts(parent.info.run_id, "", str(tmp_path / "artifacts")))
+    files = [p for p in [*artifacts_dir.rglob("*"), *result.output_dir.rglob("*")] if p.is_file()]
+    assert any(p.name == "config.json" for p in files) and any(p.name == "items_table.json" for p in files)
+    captured = capfd.readouterr()
+    for value in secrets:
+        assert value not in logged
+        assert value not in log.getvalue() and value not in captured.out + captured.err
+        for path in files:
+            assert value.encode() not in path.read_bytes(), path
+    config = json.loads((artifacts_dir / "config.json").read_text())
+    assert config["judges"][0]["apiKeyEnv"] == "TEST_JUDGE_KEY"
+    assert config["judges"][0]["extraBody"] == {"vendor_token": "<not logged>"}
 
 
 def test_datasets_and_checkpoints_in_s3(

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from shinsa.evaluation.config import ConfigError, Sampling, load_config, parse_config
+from shinsa.evaluation.config import ConfigError, Sampling, load_config, parse_config, redact_userinfo
 
 pytestmark = pytest.mark.unit
 
@@ -108,6 +108,31 @@ def test_errors_name_the_field(change: dict[str, Any], field: str, monkeypatch: 
     with pytest.raises(ConfigError) as raised:
         parse_config(spec(**change))
     assert field in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"model": {"endpoint": "http://bob:hunter2@model:8000/v1", "servedName": "m"}}, "model.endpoint"),
+        ({"model": {"endpoint": "bob:hunter2@model:8000", "servedName": "m"}}, "model.endpoint"),
+        ({"judges": [{"name": "a", "endpoint": "https://hunter2@j/v1", "model": "m"}]}, "judges[0].endpoint"),
+        ({"mlflow": {"trackingUri": "https://bob:hunter2@mlflow.example"}}, "mlflow.trackingUri"),
+    ],
+)
+def test_credentials_in_urls_are_rejected_without_echoing_them(change: dict[str, Any], field: str) -> None:
+    # URLs are logged (MLflow params, scores.json, error messages); a password in one would be too.
+    with pytest.raises(ConfigError) as raised:
+        parse_config(spec(**change))
+    assert field in str(raised.value) and "credentials" in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+
+
+def test_ordinary_urls_and_tracking_uris_pass() -> None:
+    config = parse_config(spec(mlflow={"trackingUri": "http://mlflow.mlops.svc:5000"}))
+    assert config.mlflow.tracking_uri == "http://mlflow.mlops.svc:5000"
+    assert parse_config(spec(mlflow={"trackingUri": "file:///tmp/a@b/mlruns"})).mlflow.tracking_uri
+    assert redact_userinfo("https://bob:hunter2@host/v1") == "https://***@host/v1"
+    assert redact_userinfo("http://host/v1/@x") == "http://host/v1/@x"
 
 
 def test_rule_scored_benchmarks_need_no_judge() -> None:

@@ -100,3 +100,25 @@ def test_corpus_from_a_file_or_a_directory(tmp_path: Path) -> None:
         str(tmp_path / "corpus.txt"), DatasetSource(uri=str(tmp_path / "corpus.txt")), tmp_path
     )
     assert same == text
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("[1, 2]", "reference.jsonl:1: expected a JSON object"),
+        ('{"choices": [{"turns": ["a"]}]}', "reference.jsonl:1: missing question_id"),
+        ('{"question_id": 1, "choices": []}', "reference.jsonl:1: expected choices"),
+        (
+            '{"question_id": 1, "choices": [{"turns": "a"}]}',
+            r"reference.jsonl:1: choices\[0\].turns: expected",
+        ),
+    ],
+)
+def test_malformed_references_are_reported_with_file_and_line(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    (tmp_path / "question.jsonl").write_text('{"question_id": 1, "turns": ["ok"]}\n')
+    (tmp_path / "reference_answer").mkdir()
+    (tmp_path / "reference_answer" / "reference.jsonl").write_text(line + "\n")
+    with pytest.raises(DatasetError, match=message):
+        load_questions(str(tmp_path), DatasetSource(uri=str(tmp_path)), tmp_path)

@@ -5,12 +5,19 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rich.console import Console
 
+from shinsa.commands.eval import summary_table
+from shinsa.evaluation.config import parse_config
 from shinsa.evaluation.mlflow_log import metric_name, run_metrics
-from shinsa.evaluation.progress import JsonLinesReporter
+from shinsa.evaluation.outputs import resolved_config
+from shinsa.evaluation.progress import JsonLinesReporter, RichReporter, make_reporter
 from shinsa.evaluation.scoring import json_safe
 
 pytestmark = pytest.mark.unit
@@ -84,3 +91,84 @@ def test_json_log_lines_are_parseable_and_throttled() -> None:
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [line["event"] for line in lines] == ["benchmark started", "progress", "benchmark finished"]
     assert lines[1] == {**lines[1], "done": 3, "total": 3, "errors": 1}
+
+
+def test_progress_bars_on_a_terminal_json_lines_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert isinstance(make_reporter(None), JsonLinesReporter)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    rich = make_reporter(None)
+    try:
+        assert isinstance(rich, RichReporter)
+    finally:
+        rich.close()
+    assert isinstance(make_reporter(True), JsonLinesReporter)
+
+
+def test_rich_progress_shows_each_benchmark_with_its_errors() -> None:
+    out = io.StringIO()
+    reporter = RichReporter(Console(file=out, force_terminal=True, width=100, log_path=False))
+    reporter.benchmark_started("mt-bench", total=4, done=0)
+    reporter.advance("mt-bench", 3, 1)
+    reporter.advance("mt-bench", 1, 0)
+    reporter.benchmark_finished("mt-bench", mean=7.0)
+    reporter.close()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # without terminal control codes
+    assert "mt-bench" in text and "4/4" in text and "errors: 1" in text and "mean=7.0" in text
+
+
+def test_summary_table_has_a_row_per_benchmark_and_judge() -> None:
+    def sub(mean: float) -> dict[str, Any]:
+        return {"mean": mean, "std": math.nan, "ci_low": mean - 0.5, "ci_high": mean + 0.5}
+
+    scores = {
+        "model": {"served_name": "llm-jp-4-8b"},
+        "status": "Incomplete",
+        "benchmarks": {
+            "mt-bench": {
+                "primary_judge": "gpt",
+                "judges": {
+                    "gpt": {**sub(7.25), "n_questions": 80, "n_errors": 2, "n_items": 480},
+                    "claude": {**sub(6.5), "n_questions": 80, "n_errors": 0, "n_items": 480},
+                },
+            }
+        },
+    }
+    out = io.StringIO()
+    Console(file=out, width=120).print(summary_table(scores))
+    text = out.getvalue()
+    assert "llm-jp-4-8b (Incomplete)" in text
+    assert "gpt *" in text and "claude" in text  # the primary judge is marked
+    assert "7.250" in text and "[6.750, 7.750]" in text and "2/480" in text
+    assert "-" in text  # an undefined std is a dash, not "nan"
+
+
+def test_resolved_config_keeps_key_names_and_hides_extra_body_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JUDGE_KEY", "sk-secret-value")
+    config = parse_config(
+        {
+            "model": {
+                "endpoint": "http://m:8000",
+                "servedName": "m",
+                "extraBody": {"chat_template_kwargs": {"token": "tok-secret"}},
+            },
+            "benchmarks": [{"name": "mt-bench", "dataset": {"uri": "/d"}}],
+            "judges": [
+                {
+                    "name": "j",
+                    "endpoint": "http://j",
+                    "model": "jm",
+                    "apiKeyEnv": "JUDGE_KEY",
+                    "extraBody": {"api_key": "sk-other-secret"},
+                }
+            ],
+        }
+    )
+    data = resolved_config(config)
+    text = json.dumps(data)
+    assert "secret" not in text
+    assert data["judges"][0]["apiKeyEnv"] == "JUDGE_KEY"
+    assert data["model"]["extraBody"] == {"chat_template_kwargs": "<not logged>"}
+    assert data["judges"][0]["extraBody"] == {"api_key": "<not logged>"}
+    # The client still sends the real values.
+    assert config.judges[0].extra_body == {"api_key": "sk-other-secret"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -34,6 +35,55 @@ def test_large_sample_interval_matches_the_normal_approximation() -> None:
     analytic = 1.96 * values.std(ddof=1) / math.sqrt(n)
     assert half_width == pytest.approx(analytic, rel=0.08)
     assert summary.ci_low < values.mean() < summary.ci_high
+
+
+def _exact_cluster_bootstrap(sums: list[float], counts: list[int]) -> list[tuple[float, float]]:
+    """(value, probability) of the cluster-bootstrap statistic, by enumerating every resample."""
+    n = len(sums)
+    outcomes: dict[float, float] = {}
+    for draw in itertools.product(range(n), repeat=n):
+        value = sum(sums[q] for q in draw) / sum(counts[q] for q in draw)
+        outcomes[round(value, 12)] = outcomes.get(round(value, 12), 0.0) + n**-n
+    return sorted(outcomes.items())
+
+
+def _exact_quantile(distribution: list[tuple[float, float]], level: float) -> float:
+    cumulative = 0.0
+    for value, probability in distribution:
+        cumulative += probability
+        # Near a jump of the CDF the sampled answer would be a coin toss; 0.015 is > 4 standard errors
+        # of a 20,000-draw empirical CDF.
+        assert abs(cumulative - level) > 0.015
+        if cumulative > level:
+            return value
+    return distribution[-1][0]
+
+
+def test_interval_matches_the_exactly_enumerated_cluster_bootstrap() -> None:
+    # Four questions with different numbers of judged items (errors left some out): the statistic
+    # is the item mean of the drawn questions (a ratio), not the mean of per-question means.
+    items = {"a": [2.0], "b": [4.0, 6.0, 8.0], "c": [9.0, 9.0], "d": [1.0, 3.0, 2.0, 6.0]}
+    qids = [q for q, scores in items.items() for _ in scores]
+    scores = [s for values in items.values() for s in values]
+    distribution = _exact_cluster_bootstrap(
+        [sum(v) for v in items.values()], [len(v) for v in items.values()]
+    )
+    # Levels chosen to fall between jumps of this distribution's CDF.
+    for confidence in (0.22, 0.31, 0.54):
+        summary = summarize(qids, [0] * len(scores), scores, confidence=confidence, draws=20000)
+        alpha = (1 - confidence) / 2
+        assert summary.ci_low == pytest.approx(_exact_quantile(distribution, alpha))
+        assert summary.ci_high == pytest.approx(_exact_quantile(distribution, 1 - alpha))
+    assert summary.mean == pytest.approx(sum(scores) / len(scores))
+
+
+def test_two_questions_give_the_textbook_answer() -> None:
+    # Resampling two questions: both "a" (1/4), one of each (1/2), both "b" (1/4). Item means 0, 3/4, 1,
+    # so the central 40% interval is exactly [3/4, 3/4]; a mean of question means would say 1/2.
+    summary = summarize(["a", "b", "b", "b"], [0, 0, 0, 0], [0.0, 1.0, 1.0, 1.0], confidence=0.4)
+    assert (summary.ci_low, summary.ci_high) == (0.75, 0.75)
+    wide = summarize(["a", "b", "b", "b"], [0, 0, 0, 0], [0.0, 1.0, 1.0, 1.0])
+    assert (wide.ci_low, wide.ci_high) == (0.0, 1.0)
 
 
 def test_clustered_items_widen_the_interval_versus_treating_items_as_independent() -> None:

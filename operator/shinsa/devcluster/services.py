@@ -1,5 +1,5 @@
 """The real servers around the cluster that development and tests need: an MLflow tracking
-server (sqlite backend, local artifact store) and an S3-compatible object store."""
+server (sqlite backend, local artifact store) and an S3-compatible object store (versitygw)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from shinsa.devcluster import processes
-from shinsa.devcluster.cluster import ClusterError, free_port
+from shinsa.devcluster.cluster import ClusterError, free_port, tool_bin_dir
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,29 @@ def start_mlflow(run_dir: Path, port: int | None = None, timeout_s: float = 120.
     return _wait_healthy(Service("mlflow", f"http://127.0.0.1:{port}", proc), "/health", timeout_s)
 
 
+# Development credentials of the local S3 server; it listens on loopback only.
+S3_ACCESS_KEY = "shinsa-dev"
+S3_SECRET_KEY = "shinsa-dev-secret"
+
+
 def start_s3(run_dir: Path, port: int | None = None, timeout_s: float = 60.0) -> Service:
-    """An S3-compatible server over HTTP (moto's standalone server), used through boto3."""
+    """A real S3-compatible server over HTTP: versitygw (built from its Go module by
+    tools/build.sh) serving buckets as directories under run_dir/s3. Clients authenticate with
+    S3_ACCESS_KEY / S3_SECRET_KEY."""
+    data = run_dir / "s3"
+    data.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    proc = processes.start("s3", [_executable("moto_server"), "-H", "127.0.0.1", "-p", str(port)], run_dir)
+    proc = processes.start(
+        "s3",
+        [
+            str(tool_bin_dir() / "versitygw"),
+            f"--access={S3_ACCESS_KEY}",
+            f"--secret={S3_SECRET_KEY}",
+            f"--port=127.0.0.1:{port}",
+            "posix",
+            str(data),
+        ],
+        run_dir,
+    )
+    # An anonymous GET / is answered 403 (AccessDenied): the server is up and checks signatures.
     return _wait_healthy(Service("s3", f"http://127.0.0.1:{port}", proc), "/", timeout_s)

@@ -9,6 +9,7 @@ operator and are tolerated, while unknown keys inside the engine's own sections 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -49,10 +50,26 @@ class RateLimit(_Strict):
     tokens_per_minute: float | None = Field(default=None, gt=0)
 
 
+_USERINFO = re.compile(r"^([^/@]*//)?[^/@]*@")
+
+
+def redact_userinfo(value: str) -> str:
+    """`https://user:secret@host/x` -> `https://***@host/x`, for messages that echo a URL."""
+    return _USERINFO.sub(lambda m: (m.group(1) or "") + "***@", value, count=1)
+
+
+def _no_credentials(value: str, instead: str) -> str:
+    # URLs are logged (MLflow params, scores.json, error messages), so credentials must not be in them.
+    if _USERINFO.match(value):
+        raise ValueError(f"must not embed credentials (user:password@); they would be logged. {instead}")
+    return value
+
+
 def _check_url(value: str) -> str:
+    _no_credentials(value, "Use apiKeyEnv or apiKeySecretRef.")
     parsed = urlparse(value)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ValueError(f"must be an http(s) URL, got {value!r}")
+        raise ValueError(f"must be an http(s) URL, got {redact_userinfo(value)!r}")
     return value
 
 
@@ -187,6 +204,11 @@ class MlflowConfig(_Strict):
     tracking_uri: str | None = None
     experiment: str = "shinsa"
     run_name: str | None = None
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _tracking_uri(cls, v: str | None) -> str | None:
+        return v and _no_credentials(v, "Use MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD.")
 
 
 class EvalConfig(BaseModel):

@@ -21,6 +21,7 @@ GENERATIONS = "generations.jsonl"
 JUDGMENTS = "judgments.jsonl"
 CONFIG = "config.json"
 PLOTS = "plots"
+REDACTED = "<not logged>"
 
 
 def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
@@ -47,6 +48,17 @@ def _order(record: dict[str, Any]) -> tuple[str, int, str, int, str]:
     )
 
 
+def resolved_config(config: EvalConfig) -> dict[str, Any]:
+    """The configuration as run, safe to keep and to upload: key variables appear by name only (the
+    config never holds keys), and `extraBody` by its keys only, since its values are free-form and
+    may carry credentials. Its values still count in the checkpoint fingerprints."""
+    data: dict[str, Any] = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for section in [data.get("model") or {}, *(data.get("judges") or [])]:
+        if section.get("extraBody"):
+            section["extraBody"] = {key: REDACTED for key in section["extraBody"]}
+    return data
+
+
 def write_outputs(
     result: RunResult, config: EvalConfig, benchmarks: Sequence[Benchmark], reporter: Reporter
 ) -> None:
@@ -55,8 +67,7 @@ def write_outputs(
     _write_jsonl(out / ITEMS, (item.as_dict() for item in result.items))
     _write_jsonl(out / GENERATIONS, sorted(result.generations, key=_order))
     _write_jsonl(out / JUDGMENTS, sorted(result.judgments, key=_order))
-    # The config holds env var names for keys, never the keys themselves, so it is safe to keep.
-    _write_json(out / CONFIG, config.model_dump(mode="json", by_alias=True, exclude_none=True))
+    _write_json(out / CONFIG, resolved_config(config))
     try:
         from shinsa.evaluation.plots import write_plots
 
