@@ -1,10 +1,26 @@
-"""Evaluation throughput: Shinsa's client and engine against a bare asyncio loop, same concurrency.
+"""Evaluation throughput: Shinsa's engine against a bare asyncio loop, same requests, same concurrency.
 
-The server is the test double with a fixed service time and a concurrency cap, like a GPU server
-with a full batch: the best any client can do is `cap / latency` requests per second. The ratio
-shows what Shinsa's retries, rate limiting, checkpointing and bookkeeping cost on top.
+The work is a judged single-turn benchmark: for each question one generation request to the model,
+then one judgment request (quoting the answer) to the judge. Every contender sends exactly these
+requests with at most `--concurrency` in flight per endpoint, which is what the engine's
+`concurrency` setting means (the model and each judge get their own budget):
 
-    .venv/bin/python benchmarks/bench_eval_throughput.py --requests 400 --concurrency 16 --latency 0.05
+- bare    : two httpx.AsyncClients and two asyncio.Semaphores, nothing else;
+- client  : the same loop through two Shinsa ChatClients (retries, rate limiter, timeouts);
+- engine  : `run_evaluation` on the same questions (checkpoint, records, progress, scoring, outputs).
+
+The engine is reported twice: its request phase (from the benchmark's start to its last finished
+question, taken from the reporter callbacks, i.e. the run's own `wall_time_s`) and end to end. The
+difference is its fixed cost (dataset load, preflight, checkpoint open, scoring with bootstrap CIs,
+output files and plots), reported separately and broken down.
+
+The server is the test double (fixed service time, concurrency cap), run in a child process so that
+its request handling does not compete with the client for the interpreter lock. With a short
+service time the client's CPU is the bottleneck (see `ideal`), so the ratios measure how much CPU
+each layer spends per request; CPU ms per request is reported for that reason. Each contender runs
+`--rounds` times, alternating the order, and the medians are reported (shared machines are noisy).
+
+    .venv/bin/python benchmarks/bench_eval_throughput.py --requests 2000 --concurrency 16 --latency 0.02
 """
 
 from __future__ import annotations
@@ -13,10 +29,15 @@ import argparse
 import asyncio
 import io
 import json
+import multiprocessing
+import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -28,88 +49,197 @@ from shinsa.evaluation.progress import JsonLinesReporter
 from shinsa.evaluation.runner import run_evaluation
 from support.openai_server import FakeOpenAI
 
+MODEL = "test-model"
+JUDGE = "judge-a"
 
-def _messages(i: int) -> list[dict[str, str]]:
-    return [{"role": "user", "content": f"Question number {i}: say something."}]
+
+def _serve(latency: float, cap: int, conn: Connection) -> None:
+    with FakeOpenAI(latency_s=latency, max_concurrency=cap, keep_messages=False) as server:
+        conn.send(server.url)
+        conn.recv()  # anything, or EOF, means stop
 
 
-async def bare_loop(url: str, model: str, requests: int, concurrency: int) -> float:
-    slots = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency), timeout=60) as http:
+def _question(i: int) -> str:
+    return f"Question number {i}: say something."
+
+
+def _judge_prompt(i: int, answer: str) -> list[dict[str, str]]:
+    text = f"Rate the answer on a scale of 1 to 10.\n[Question]\n{_question(i)}\n[Answer]\n{answer}"
+    return [{"role": "user", "content": text}]
+
+
+@dataclass
+class Measured:
+    wall_s: float
+    cpu_s: float
+    requests: int
+    total_s: float | None = None  # end to end, engine only
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+async def bare_loop(url: str, questions: int, concurrency: int) -> Measured:
+    model_slots, judge_slots = asyncio.Semaphore(concurrency), asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with (
+        httpx.AsyncClient(limits=limits, timeout=60) as model,
+        httpx.AsyncClient(limits=limits, timeout=60) as judge,
+    ):
+
+        async def post(http: httpx.AsyncClient, body: dict[str, Any]) -> str:
+            resp = await http.post(f"{url}/chat/completions", json=body)
+            resp.raise_for_status()
+            return str(resp.json()["choices"][0]["message"]["content"])
 
         async def one(i: int) -> None:
-            async with slots:
-                resp = await http.post(
-                    f"{url}/chat/completions", json={"model": model, "messages": _messages(i)}
-                )
-                resp.raise_for_status()
-                resp.json()
+            async with model_slots:
+                messages = [{"role": "user", "content": _question(i)}]
+                answer = await post(model, {"model": MODEL, "messages": messages})
+            async with judge_slots:
+                await post(judge, {"model": JUDGE, "messages": _judge_prompt(i, answer)})
 
-        started = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(requests)))
-        return time.perf_counter() - started
+        wall, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(one(i) for i in range(questions)))
+        return Measured(time.perf_counter() - wall, time.process_time() - cpu, 2 * questions)
 
 
-async def shinsa_client(url: str, model: str, requests: int, concurrency: int) -> float:
-    client = ChatClient(url, model, concurrency=concurrency, timeout_s=60)
+async def shinsa_client(url: str, questions: int, concurrency: int) -> Measured:
+    model = ChatClient(url, MODEL, concurrency=concurrency, timeout_s=60)
+    judge = ChatClient(url, JUDGE, concurrency=concurrency, timeout_s=60)
     try:
-        started = time.perf_counter()
-        await asyncio.gather(*(client.chat(_messages(i), Sampling()) for i in range(requests)))
-        return time.perf_counter() - started
+
+        async def one(i: int) -> None:
+            generated = await model.chat([{"role": "user", "content": _question(i)}], Sampling())
+            await judge.chat(_judge_prompt(i, generated.answer), Sampling())
+
+        wall, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(one(i) for i in range(questions)))
+        return Measured(time.perf_counter() - wall, time.process_time() - cpu, 2 * questions)
     finally:
-        await client.aclose()
+        await model.aclose()
+        await judge.aclose()
 
 
-def shinsa_engine(server: FakeOpenAI, requests: int, concurrency: int, workdir: Path) -> tuple[float, int]:
-    """A full single-turn judged benchmark: half the requests generate, half judge."""
-    questions = requests // 2
+class _Clock(JsonLinesReporter):
+    """The usual JSON-lines reporter (into a buffer) that also notes when each phase ends."""
+
+    def __init__(self) -> None:
+        super().__init__(stream=io.StringIO())
+        self.marks: dict[str, tuple[float, float]] = {}
+
+    def _mark(self, name: str) -> None:
+        self.marks[name] = (time.perf_counter(), time.process_time())
+
+    def benchmark_started(self, name: str, total: int, done: int) -> None:
+        self._mark("requests_start")
+        super().benchmark_started(name, total, done)
+
+    def advance(self, name: str, items: int, errors: int) -> None:
+        super().advance(name, items, errors)
+        self._mark("requests_end")  # the last call is the last question finishing
+
+    def benchmark_finished(self, name: str, **fields: Any) -> None:
+        self._mark("scored")
+        super().benchmark_finished(name, **fields)
+
+
+def shinsa_engine(url: str, questions: int, concurrency: int, workdir: Path) -> Measured:
     data = workdir / "data"
     data.mkdir()
     with (data / "question.jsonl").open("w") as handle:
         for i in range(questions):
-            handle.write(json.dumps({"question_id": i, "category": "c", "turns": [f"Question {i}?"]}) + "\n")
+            handle.write(json.dumps({"question_id": i, "category": "c", "turns": [_question(i)]}) + "\n")
     config = parse_config(
         {
-            "model": {"endpoint": server.url, "servedName": server.model},
+            "model": {"endpoint": url, "servedName": MODEL},
             "benchmarks": [{"name": "mt-bench", "dataset": {"uri": str(data)}}],
-            "judges": [{"name": "j", "endpoint": server.url, "model": server.judge_models[0]}],
+            "judges": [{"name": "j", "endpoint": url, "model": JUDGE}],
             "repeats": 1,
             "concurrency": concurrency,
             "output": {"dir": str(workdir / "out")},
         }
     )
-    before = server.requests
-    started = time.perf_counter()
-    asyncio.run(run_evaluation(config, reporter=JsonLinesReporter(stream=io.StringIO())))
-    return time.perf_counter() - started, server.requests - before
+    clock = _Clock()
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = asyncio.run(run_evaluation(config, reporter=clock))
+    end_wall, end_cpu = time.perf_counter(), time.process_time()
+    (w0, c0), (w1, c1), (w2, _) = (clock.marks[k] for k in ("requests_start", "requests_end", "scored"))
+    requests = sum(result.requests.values())
+    assert result.status == "Succeeded" and requests == 2 * questions, (result.status, result.requests)
+    return Measured(
+        wall_s=w1 - w0,
+        cpu_s=c1 - c0,
+        requests=requests,
+        total_s=end_wall - wall,
+        phases={
+            "setup (load, preflight, checkpoint)": w0 - wall,
+            "scoring (bootstrap CIs)": w2 - w1,
+            "outputs (files, plots), close": end_wall - w2,
+            "fixed, all": (end_wall - wall) - (w1 - w0),
+            "cpu, outside request phase": (end_cpu - cpu) - (c1 - c0),
+        },
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=400)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--latency", type=float, default=0.05, help="server service time per request (s)")
+    parser.add_argument("--requests", type=int, default=2000, help="total: half generations, half judgments")
+    parser.add_argument("--concurrency", type=int, default=16, help="in flight per endpoint")
+    parser.add_argument("--latency", type=float, default=0.02, help="server service time per request (s)")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    questions = args.requests // 2
+    contenders = ["bare", "client", "engine"]
+    runs: dict[str, list[Measured]] = {name: [] for name in contenders}
 
-    with FakeOpenAI(latency_s=args.latency, max_concurrency=args.concurrency, keep_messages=False) as server:
-        ideal = args.requests * args.latency / args.concurrency
-        bare = asyncio.run(bare_loop(server.url, server.model, args.requests, args.concurrency))
-        client = asyncio.run(shinsa_client(server.url, server.model, args.requests, args.concurrency))
-        with tempfile.TemporaryDirectory() as tmp:
-            engine, engine_requests = shinsa_engine(server, args.requests, args.concurrency, Path(tmp))
-
-    def rate(n: int, seconds: float) -> float:
-        return n / seconds
-
-    print(
-        f"{args.requests} requests, concurrency {args.concurrency}, service time {args.latency * 1000:.0f} ms"
+    parent, child = multiprocessing.Pipe()
+    server = multiprocessing.get_context("spawn").Process(
+        target=_serve, args=(args.latency, 2 * args.concurrency, child), daemon=True
     )
-    print(f"  ideal (server-bound) : {rate(args.requests, ideal):8.1f} req/s")
-    print(f"  bare asyncio loop    : {rate(args.requests, bare):8.1f} req/s")
-    print(f"  shinsa ChatClient    : {rate(args.requests, client):8.1f} req/s")
-    print(f"  shinsa engine        : {rate(engine_requests, engine):8.1f} req/s ({engine_requests} requests)")
-    print(f"ratio client/bare      : {bare / client:.3f}")
-    print(f"ratio engine/bare      : {rate(engine_requests, engine) / rate(args.requests, bare):.3f}")
+    server.start()
+    url = parent.recv()
+    try:
+        for round_ in range(args.rounds):
+            for name in contenders if round_ % 2 == 0 else reversed(contenders):
+                if name == "bare":
+                    runs[name].append(asyncio.run(bare_loop(url, questions, args.concurrency)))
+                elif name == "client":
+                    runs[name].append(asyncio.run(shinsa_client(url, questions, args.concurrency)))
+                else:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        runs[name].append(shinsa_engine(url, questions, args.concurrency, Path(tmp)))
+    finally:
+        parent.send("stop")
+        server.join(timeout=10)
+
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    def rates(name: str) -> list[float]:
+        return [m.requests / m.wall_s for m in runs[name]]
+
+    engine_total = [m.requests / m.total_s for m in runs["engine"] if m.total_s]
+    bare = med(rates("bare"))
+    n = 2 * questions
+    print(
+        f"{n} requests ({questions} generations + {questions} judgments), concurrency {args.concurrency} "
+        f"per endpoint, service time {args.latency * 1000:.0f} ms, medians of {args.rounds} rounds"
+    )
+    print(f"  {'':30} {'req/s':>8} {'/ bare':>7} {'CPU ms/req':>11}   rounds (req/s)")
+    print(f"  {'ideal (server-bound)':30} {2 * args.concurrency / args.latency:8.1f}")
+    rows = [
+        ("bare asyncio loop", rates("bare"), runs["bare"]),
+        ("shinsa ChatClient", rates("client"), runs["client"]),
+        ("shinsa engine, request phase", rates("engine"), runs["engine"]),
+        ("shinsa engine, end to end", engine_total, []),
+    ]
+    for label, values, measured in rows:
+        cpu = f"{med([1000 * m.cpu_s / m.requests for m in measured]):11.3f}" if measured else " " * 11
+        listed = " ".join(f"{v:.1f}" for v in values)
+        print(f"  {label:30} {med(values):8.1f} {med(values) / bare:7.3f} {cpu}   {listed}")
+    print("  engine fixed costs (s), median [rounds]:")
+    for phase in runs["engine"][0].phases:
+        values = [m.phases[phase] for m in runs["engine"]]
+        print(f"    {phase:36} {med(values):6.3f}  [{' '.join(f'{v:.3f}' for v in values)}]")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,11 @@ if [[ -f "$bin/.complete" ]]; then
   exit 0
 fi
 
-mkdir -p "$bin.partial"
+# A per-process scratch folder: two builds of the same pins (two clones, CI and a developer)
+# must not write into each other's output.
+partial="$bin.partial.$$"
+trap 'rm -rf "$partial"' EXIT
+mkdir -p "$partial"
 log() { printf '[shinsa tools] %s\n' "$*" >&2; }
 started=$SECONDS
 
@@ -44,7 +48,7 @@ build() { # module-dir output-name package [ldflags]
   local dir="$1" out="$2" pkg="$3" ldflags="${4:--s -w}"
   log "building $out from $pkg ($(( SECONDS - started ))s elapsed)"
   (cd "$here/$dir" && go build -p "${SHINSA_BUILD_JOBS:-2}" -trimpath -ldflags "$ldflags" \
-    -o "$bin.partial/$out" "$pkg")
+    -o "$partial/$out" "$pkg")
 }
 
 build etcd etcd go.etcd.io/etcd/server/v3
@@ -62,10 +66,14 @@ for stage in node/fast/node-initialize node/heartbeat/node-heartbeat \
              pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
   cat "$kwok_dir/kustomize/stage/$stage.yaml"
   echo "---"
-done > "$bin.partial/kwok-stages.yaml"
+done > "$partial/kwok-stages.yaml"
 
-rm -rf "$bin"
-mv "$bin.partial" "$bin"
-touch "$bin/.complete"
+touch "$partial/.complete"
+if [[ -f "$bin/.complete" ]]; then
+  log "another build finished the same pins first; using it"
+else
+  rm -rf "$bin"
+  mv "$partial" "$bin"
+fi
 log "built all binaries in $(( SECONDS - started ))s into $bin"
 echo "$bin"

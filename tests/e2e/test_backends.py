@@ -71,7 +71,7 @@ def lws_served(kube: client.ApiClient) -> bool:
 def rendered_children(md_body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """What the operator's pure core renders for this ModelDeployment, by kind."""
     md = ModelDeployment.from_body(md_body)
-    desired = desired_state(md, resolve_architecture(md), GPUS_PER_NODE, md.spec.model.uri)
+    desired = desired_state(md, resolve_architecture(md, md.spec.model.uri), GPUS_PER_NODE, md.spec.model.uri)
     return {child["kind"]: child for child in desired.children}
 
 

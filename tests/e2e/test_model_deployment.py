@@ -247,3 +247,44 @@ def test_prometheus_metrics_count_reconciles_and_deployments_by_phase(
     finally:
         server.shutdown()
         thread.join(timeout=5)
+
+
+def test_a_registered_model_alias_resolves_to_its_s3_source_and_plans_from_its_config_json(
+    kube: client.ApiClient,
+    namespace: str,
+    operator: KopfRunner,
+    mlflow_server: str,
+    s3_server: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import boto3
+    from mlflow.tracking import MlflowClient
+
+    config_json = (
+        Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "configs" / "mistral-7b" / "config.json"
+    )
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    s3.create_bucket(Bucket="models")
+    s3.put_object(Bucket="models", Key="chat/mistral-7b/config.json", Body=config_json.read_bytes())
+    registry = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+    registry.create_registered_model("support-chat")
+    version = registry.create_model_version("support-chat", source="s3://models/chat/mistral-7b")
+    registry.set_registered_model_alias("support-chat", "champion", version.version)
+    # The operator's setting, read when it resolves a models:/ URI.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+
+    create(kube, namespace, small("champion", model={"uri": "models:/support-chat@champion"}))
+
+    md = wait_condition(kube, namespace, "champion", "Ready", "True")
+    assert md["status"]["model"] == "s3://models/chat/mistral-7b (registered model support-chat version 1)"
+    assert md["status"]["plan"]["layout"] == "TP1"
+    (pod,) = pods_of(kube, namespace, "champion")
+    args = vllm_args(pod)
+    assert args[args.index("--model") + 1] == "s3://models/chat/mistral-7b"
+    assert args[args.index("--load-format") + 1] == "runai_streamer"
+
+    create(kube, namespace, small("no-such-model", model={"uri": "models:/support-chat@nonexistent"}))
+    md = wait_condition(kube, namespace, "no-such-model", "Planned", "False")
+    planned = condition(md, "Planned")
+    assert planned["reason"] == "ModelNotRegistered"
+    assert "support-chat" in planned["message"]

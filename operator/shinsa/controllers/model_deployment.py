@@ -15,7 +15,7 @@ from shinsa.api.conditions import get_condition, set_condition
 from shinsa.controllers import kube, metrics
 from shinsa.controllers.desired import SpecProblem, desired_state
 from shinsa.controllers.observed import PLANNED, observe
-from shinsa.controllers.sources import resolve_architecture
+from shinsa.controllers.sources import resolve_architecture, resolve_model_uri
 from shinsa.planner import PlannerError, resolve_gpu
 from shinsa.render import endpoint_url, pod_selector
 
@@ -86,9 +86,11 @@ def reconcile_sync(body: dict[str, Any]) -> None:
     conditions = list(md.status.conditions)
     status: dict[str, Any] = {"observedGeneration": generation, "model": md.spec.model.uri}
     try:
-        arch = resolve_architecture(md)
+        uri, described = resolve_model_uri(md)
+        status["model"] = described
+        arch = resolve_architecture(md, uri)
         per_node = kube.gpus_per_node(_gpu_label(md)) or DEFAULT_GPUS_PER_NODE
-        desired = desired_state(md, arch, per_node, md.spec.model.uri)
+        desired = desired_state(md, arch, per_node, uri)
     except SpecProblem as problem:
         conditions = set_condition(
             conditions, PLANNED, False, problem.reason, problem.message, observed_generation=generation
@@ -132,6 +134,12 @@ def reconcile_sync(body: dict[str, Any]) -> None:
     _write(body, md, status, seen.conditions)
 
 
+def _timed_reconcile(body: dict[str, Any]) -> None:
+    # Timed inside the worker thread: the wait for a free thread is not reconcile work.
+    with metrics.reconciling(KIND):
+        reconcile_sync(body)
+
+
 def refresh_sync(namespace: str, name: str) -> None:
     """Re-derive the pod-driven conditions after a pod of the deployment changed."""
     body = kube.get_custom(PLURAL, namespace, name)
@@ -161,13 +169,12 @@ def refresh_sync(namespace: str, name: str) -> None:
 @kopf.on.update(kube.GROUP, kube.VERSION, PLURAL, field="spec")
 async def reconcile(body: kopf.Body, name: str, namespace: str | None, logger: kopf.Logger, **_: Any) -> None:
     async with _locks[(namespace or "", name)]:
-        with metrics.reconciling(KIND):
-            try:
-                await asyncio.to_thread(reconcile_sync, dict(body))
-            except ValidationError as exc:
-                # The CRD's schema should make this unreachable; a condition beats a crash loop.
-                logger.error("spec does not validate: %s", exc)
-                raise kopf.PermanentError(f"spec does not validate: {exc}") from None
+        try:
+            await asyncio.to_thread(_timed_reconcile, dict(body))
+        except ValidationError as exc:
+            # The CRD's schema should make this unreachable; a condition beats a crash loop.
+            logger.error("spec does not validate: %s", exc)
+            raise kopf.PermanentError(f"spec does not validate: {exc}") from None
 
 
 @kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": "shinsa", MD_LABEL: kopf.PRESENT})

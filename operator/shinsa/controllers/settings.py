@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 from typing import Any
 
@@ -10,8 +12,16 @@ import kopf
 ANNOTATION_PREFIX = "shinsa.dev"
 
 
+# Reconciles and pod-driven refreshes run the blocking kubernetes client in threads; the default
+# pool (CPUs + 4) queues refreshes behind reconciles on small machines, delaying Ready.
+WORKER_THREADS = 16
+
+
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="shinsa")
+    )
     # Our status schema is structural and has no place for kopf's bookkeeping, so handler
     # progress and the last-handled spec live in annotations instead.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)

@@ -1,14 +1,17 @@
-"""Where a model's architecture comes from: the built-in catalog for known models, otherwise the
-model's own `config.json` read from S3. (The I/O half; the planner parses what is read here.)"""
+"""Where a model comes from: the MLflow registry for `models:/` URIs, then its architecture from
+the built-in catalog for known models, otherwise the model's own `config.json` read from S3.
+(The I/O half; the planner parses what is read here.)"""
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from shinsa.api import ModelDeployment
 from shinsa.controllers.desired import SpecProblem
 from shinsa.planner import Architecture, PlannerError, lookup_model
+from shinsa.registry import models as registry
 
 
 def _with_override(config: dict[str, Any], md: ModelDeployment) -> dict[str, Any]:
@@ -40,17 +43,35 @@ def _read_s3_config(uri: str) -> dict[str, Any]:
         ) from None
 
 
-def resolve_architecture(md: ModelDeployment) -> Architecture:
+# What a registered model version's source may be: the URI schemes render knows how to load.
+SERVABLE_SCHEMES = ("hf://", "s3://", "pvc://")
+
+
+def resolve_model_uri(md: ModelDeployment) -> tuple[str, str]:
+    """The concrete URI to serve and how to describe it in status. `models:/` URIs are looked up
+    in the MLflow registry named by $MLFLOW_TRACKING_URI (the operator's setting)."""
     uri = md.spec.model.uri
+    if not uri.startswith("models:/"):
+        return uri, uri if not md.spec.model.revision else f"{uri}@{md.spec.model.revision}"
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not tracking_uri:
+        raise SpecProblem(
+            "RegistryUnavailable",
+            "spec.model.uri: models:/ URIs are resolved in the MLflow registry, and the operator has no "
+            "MLFLOW_TRACKING_URI (set it in the operator's environment, e.g. the chart's extraEnv)",
+        )
+    try:
+        registered = registry.resolve(uri, tracking_uri, SERVABLE_SCHEMES)
+    except registry.RegistryError as exc:
+        raise SpecProblem("ModelNotRegistered", f"spec.model.uri: {exc}") from None
+    return registered.source, registered.describe()
+
+
+def resolve_architecture(md: ModelDeployment, uri: str) -> Architecture:
+    """`uri` is the concrete one (after the registry lookup)."""
     scheme, _, rest = uri.partition("://")
     if scheme == "s3":
         return _from_config(_read_s3_config(uri), md, f"s3 config.json of {uri}")
-    if uri.startswith("models:/"):
-        raise SpecProblem(
-            "RegistryUnavailable",
-            "spec.model.uri: models:/ URIs need the MLflow registry integration, which this operator "
-            "version does not have yet; use hf://, s3:// or pvc://",
-        )
     # hf://org/name is looked up by repository id, then by its name alone (the catalog's short
     # names); pvc://claim/path by its last path component.
     candidates = (
