@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sys
 import traceback
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,7 +20,7 @@ from shinsa.evaluation import EXIT_CONFIG, EXIT_CRASH
 from shinsa.evaluation.client import EndpointUnreachable
 from shinsa.evaluation.config import ConfigError, load_config
 from shinsa.evaluation.datasets import DatasetError
-from shinsa.evaluation.progress import make_reporter
+from shinsa.evaluation.progress import Reporter, make_reporter
 
 app = typer.Typer(
     help="Evaluate a served model: generate answers, have judges score them, report means, spread and CIs.",
@@ -59,35 +58,38 @@ def summary_table(scores: dict[str, Any]) -> Table:
 
 
 def run_command(config_path: Path, output: Path | None, resume: bool, json_logs: bool | None) -> int:
-    err = Console(stderr=True)
+    # Every message goes through the reporter, so a Job's log stays one JSON object per line.
+    reporter = make_reporter(json_logs)
+    try:
+        return _run(reporter, config_path, output, resume)
+    finally:
+        reporter.close()
+
+
+def _run(reporter: Reporter, config_path: Path, output: Path | None, resume: bool) -> int:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        err.print(f"[red]config error[/red] {exc}", soft_wrap=True)
+        reporter.event("config error", level="error", error=str(exc))
         return EXIT_CONFIG
 
     from shinsa.evaluation.runner import run_evaluation
 
     for key in config.unknown_keys():
-        err.print(f"note: spec.{key} is not used by the evaluation engine", soft_wrap=True)
-    reporter = make_reporter(json_logs)
+        reporter.event("spec field not used by the evaluation engine", level="warning", field=f"spec.{key}")
     try:
         result = asyncio.run(run_evaluation(config, output_dir=output, resume=resume, reporter=reporter))
     except (ConfigError, DatasetError) as exc:
-        reporter.close()
-        err.print(f"[red]config error[/red] {exc}", soft_wrap=True)
+        reporter.event("config error", level="error", error=str(exc))
         return EXIT_CONFIG
     except EndpointUnreachable as exc:
-        reporter.close()
-        err.print(f"[red]endpoint unreachable[/red] {exc}", soft_wrap=True)
+        reporter.event("endpoint unreachable", level="error", error=str(exc))
         return EXIT_CRASH
     except KeyboardInterrupt:
-        reporter.close()
-        err.print("interrupted; rerun with --resume to continue from the checkpoint")
+        reporter.event("interrupted; rerun with --resume to continue from the checkpoint", level="warning")
         return EXIT_CRASH
-    except Exception:
-        reporter.close()
-        traceback.print_exc(file=sys.stderr)
+    except Exception as exc:
+        reporter.event("crashed", level="error", error=repr(exc), traceback=traceback.format_exc())
         return EXIT_CRASH
     reporter.close()
     Console(soft_wrap=True).print(summary_table(result.scores))
