@@ -1,18 +1,19 @@
 """Evaluation throughput: Shinsa's engine against a bare asyncio loop, same requests, same concurrency.
 
 The work is a judged single-turn benchmark: for each question one generation request to the model,
-then one judgment request (quoting the answer) to the judge. Every contender sends exactly these
-requests with at most `--concurrency` in flight per endpoint, which is what the engine's
-`concurrency` setting means (the model and each judge get their own budget):
+then one judgment request (the MT-Bench judge prompt quoting the answer) to the judge. Every
+contender sends exactly these requests with at most `--concurrency` in flight per endpoint, which is
+what the engine's `concurrency` setting means (the model and each judge get their own budget):
 
 - bare    : two httpx.AsyncClients and two asyncio.Semaphores, nothing else;
 - client  : the same loop through two Shinsa ChatClients (retries, rate limiter, timeouts);
 - engine  : `run_evaluation` on the same questions (checkpoint, records, progress, scoring, outputs).
 
 The engine is reported twice: its request phase (from the benchmark's start to its last finished
-question, taken from the reporter callbacks, i.e. the run's own `wall_time_s`) and end to end. The
-difference is its fixed cost (dataset load, preflight, checkpoint open, scoring with bootstrap CIs,
-output files and plots), reported separately and broken down.
+question, taken from the reporter callbacks: the window of the run's own `wall_time_s`) and end to
+end. The difference is its fixed cost (dataset load, preflight, checkpoint open, scoring with
+bootstrap CIs, output files and plots), reported separately and broken down. "Fixed" is loose:
+scoring and outputs grow with the number of questions, only more slowly than the requests do.
 
 The server is the test double (fixed service time, concurrency cap), run in a child process so that
 its request handling does not compete with the client for the interpreter lock. With a short
@@ -43,6 +44,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from shinsa.evaluation import prompts
 from shinsa.evaluation.client import ChatClient
 from shinsa.evaluation.config import Sampling, parse_config
 from shinsa.evaluation.progress import JsonLinesReporter
@@ -64,8 +66,9 @@ def _question(i: int) -> str:
 
 
 def _judge_prompt(i: int, answer: str) -> list[dict[str, str]]:
-    text = f"Rate the answer on a scale of 1 to 10.\n[Question]\n{_question(i)}\n[Answer]\n{answer}"
-    return [{"role": "user", "content": text}]
+    """The judge request the engine sends for a single-turn MT-Bench question (same size on the wire)."""
+    text = prompts.SINGLE.format_map({"question": _question(i), "answer": answer, "language_note": ""})
+    return [{"role": "system", "content": prompts.JUDGE_SYSTEM}, {"role": "user", "content": text}]
 
 
 @dataclass

@@ -229,3 +229,32 @@ def test_scores_use_the_primary_judge_and_compare_judges() -> None:
     assert scores["question_scores"]["q4"] == [None, None]
     [pair] = scores["judge_agreement"]
     assert pair["judges"] == ["a", "b"] and pair["spearman"] == pytest.approx(1.0)
+
+
+def test_scores_bootstrap_each_distinct_group_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The only category, the only turn and the primary judge cover every primary item: their
+    summaries are the headline's, computed once, and equal to computing each afresh."""
+    from shinsa.evaluation import scoring, stats
+
+    bench = make("mt-bench")
+    items = [
+        Item("mt-bench", f"q{q}", "writing", 1, repeat, judge, score=float((q * 3 + repeat) % 10 + 1))
+        for q in range(30)
+        for repeat in range(2)
+        for judge in ("a", "b")
+    ]
+    calls = []
+    real = stats.summarize
+    monkeypatch.setattr(stats, "summarize", lambda *a, **k: calls.append(1) or real(*a, **k))
+    scores = benchmark_scores(bench, items, ["a", "b"], repeats=2)
+    assert len(calls) == 2  # the primary judge's items, and judge b's
+
+    primary = [i for i in items if i.judge == "a"]
+    fresh = scoring._summary_dict(primary, 2, 0)
+    assert {k: scores[k] for k in fresh} == fresh
+    assert scores["categories"]["writing"] == fresh
+    assert scores["turns"]["1"] == fresh
+    assert scores["judges"]["a"] == fresh
+    assert scores["judges"]["b"] == scoring._summary_dict([i for i in items if i.judge == "b"], 2, 0)
+    scores["categories"]["writing"]["per_repeat"].append(None)  # copies, not shared objects
+    assert scores["turns"]["1"]["per_repeat"] == fresh["per_repeat"]

@@ -7,6 +7,7 @@ gets its own full summary, and each pair of judges a rank agreement over questio
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from collections import defaultdict
@@ -93,8 +94,17 @@ def benchmark_scores(
     judge_names = list(judges) if benchmark.needs_judge else [benchmark.rule_judge]
     primary = judge_names[0]
     primary_items = [i for i in items if i.judge == primary]
+    headline = _summary_dict(primary_items, repeats, seed)
 
-    result = _summary_dict(primary_items, repeats, seed)
+    def summary(group: list[Item]) -> dict[str, Any]:
+        # Groups are order-preserving subsets of primary_items, so one as long as primary_items is
+        # primary_items (the only category, the only turn, the primary judge): its summary is the
+        # headline's, and a bootstrap per copy would only repeat the same draws.
+        if len(group) == len(primary_items):
+            return copy.deepcopy(headline)
+        return _summary_dict(group, repeats, seed)
+
+    result = copy.deepcopy(headline)
     result["n_errors_all_judges"] = sum(i.error is not None for i in items)
     result["error_rate"] = (result["n_errors_all_judges"] / len(items)) if items else 0.0
     result["primary_judge"] = primary
@@ -104,10 +114,13 @@ def benchmark_scores(
     for item in primary_items:
         by_category[item.category].append(item)
         by_turn[item.turn].append(item)
-    result["categories"] = {c: _summary_dict(v, repeats, seed) for c, v in sorted(by_category.items())}
-    result["turns"] = {str(t): _summary_dict(v, repeats, seed) for t, v in sorted(by_turn.items())}
+    result["categories"] = {c: summary(v) for c, v in sorted(by_category.items())}
+    result["turns"] = {str(t): summary(v) for t, v in sorted(by_turn.items())}
     result["judges"] = {
-        j: _summary_dict([i for i in items if i.judge == j], repeats, seed) for j in judge_names
+        j: summary(primary_items)
+        if j == primary
+        else _summary_dict([i for i in items if i.judge == j], repeats, seed)
+        for j in judge_names
     }
     result["judge_agreement"] = judge_agreement(items, judge_names) if len(judge_names) > 1 else []
     result["metrics"] = benchmark.metrics(primary_items)
