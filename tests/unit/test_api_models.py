@@ -21,95 +21,9 @@ from shinsa.api import (
     get_condition,
     set_condition,
 )
+from tests.support.api_cases import BAD_EVAL_RUNS, BAD_MODEL_DEPLOYMENTS, EVAL, MOE, with_value
 
 pytestmark = pytest.mark.unit
-
-SHA = "0123456789abcdef0123456789abcdef01234567"
-CM_REF = {"configMapKeyRef": {"name": "c", "key": "k"}}
-
-MOE = {
-    "apiVersion": "shinsa.dev/v1alpha1",
-    "kind": "ModelDeployment",
-    "metadata": {"name": "llm-jp-4-32b-a3b", "namespace": "models"},
-    "spec": {
-        "model": {
-            "uri": "hf://llm-jp/llm-jp-4-32b-a3b-thinking",
-            "revision": SHA,
-            "trustRemoteCode": True,
-            "servedName": "llm-jp-4-32b-a3b-thinking",
-        },
-        "serving": {
-            "maxModelLen": 65536,
-            "dtype": "bfloat16",
-            "reasoningParser": "openai_gptoss",
-            "extraArgs": ["--enable-prefix-caching"],
-            "env": [
-                {"name": "VLLM_LOGGING_LEVEL", "value": "INFO"},
-                {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
-            ],
-        },
-        "resources": {"gpu": {"product": "NVIDIA-H100-80GB-HBM3", "count": 2, "targetConcurrency": 8}},
-        "parallelism": {"tensor": 1, "data": 2, "expert": 2},
-        "scheduling": {
-            "nodeSelector": {"pool": "gpu"},
-            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-            "queueName": "gpu-queue",
-        },
-    },
-}
-
-EVAL = {
-    "apiVersion": "shinsa.dev/v1alpha1",
-    "kind": "EvalRun",
-    "metadata": {"name": "llm-jp-4-8b-candidate"},
-    "spec": {
-        "model": {"deploymentRef": {"name": "llm-jp-4-8b"}},
-        "benchmarks": [
-            {"name": "mt-bench-ja", "dataset": {"uri": "s3://datasets/mt-bench-ja"}},
-            {
-                "name": "answer-carefully",
-                "dataset": {"uri": "pvc://eval-data/answer-carefully-v2"},
-                "sampling": {"temperature": 0.0, "reasoningEffort": "medium"},
-            },
-            {"name": "long-context", "dataset": {"uri": "/data/long"}, "contextLengths": [8192, 32768]},
-        ],
-        "judges": [
-            {
-                "name": "gpt",
-                "endpoint": "https://api.openai.com/v1",
-                "model": "gpt-5.4-2026-03-05",
-                "apiKeySecretRef": {"name": "openai", "key": "api-key"},
-            }
-        ],
-        "mlflow": {"trackingUri": "http://mlflow.mlops:5000", "experiment": "llm-jp-4"},
-        "gates": {
-            "baseline": {"evalRunRef": {"name": "llm-jp-4-8b-production"}},
-            "rules": [
-                {"benchmark": "mt-bench-ja", "maxRegression": 0.1},
-                {"benchmark": "answer-carefully", "metric": "score", "maxRegression": 0.05, "minScore": 3.5},
-            ],
-        },
-        "promote": {
-            "registeredModel": "llm-jp-4-8b",
-            "alias": "production",
-            "targetDeployment": "llm-jp-4-8b",
-        },
-    },
-}
-
-
-def _with(body: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    """A copy of `body` with the dotted `path` set to `value` (or removed when value is ...)."""
-    out = copy.deepcopy(body)
-    *parents, leaf = path.split(".")
-    node = out
-    for part in parents:
-        node = node.setdefault(part, {})
-    if value is ...:
-        node.pop(leaf, None)
-    else:
-        node[leaf] = value
-    return out
 
 
 def test_model_deployment_example_parses_with_defaults() -> None:
@@ -187,39 +101,10 @@ def test_parses_a_body_as_the_api_server_returns_it() -> None:
     assert md.status.plan == {"layout": {"tensor": 1, "data": 2}, "why": ["weights 60 GiB"]}
 
 
-@pytest.mark.parametrize(
-    ("path", "value", "names"),
-    [
-        ("spec.model.uri", "http://example.com/model", "uri"),
-        ("spec.model.uri", "hf://just-a-name", "uri"),
-        ("spec.model.revision", ..., "spec.model.revision"),
-        ("spec.model.revision", "main", "spec.model.revision"),
-        ("spec.model.revision", SHA.upper(), "spec.model.revision"),
-        ("spec.serving.engine", "tgi", "engine"),
-        ("spec.serving.dtype", "int4", "dtype"),
-        ("spec.serving.gpuMemoryUtilization", 1.2, "gpuMemoryUtilization"),
-        ("spec.serving.maxModelLen", 0, "maxModelLen"),
-        ("spec.serving.ropeScaling", {"type": "yarn", "factor": 1}, "factor"),
-        ("spec.serving.ropeScaling", {"type": "dynamic", "factor": 4}, "type"),
-        ("spec.serving.extraArg", ["--x"], "extraArg"),
-        ("spec.serving.env", [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}], "spec.serving.env"),
-        ("spec.serving.env", [{"name": "A", "value": "1", "valueFrom": CM_REF}], "valueFrom"),
-        ("spec.serving.env", [{"name": "A", "valueFrom": {}}], "secretKeyRef"),
-        ("spec.resources.gpu", {"product": "NVIDIA-H100-80GB-HBM3", "memoryGiB": 80}, "memoryGiB"),
-        ("spec.resources.gpu", {"count": 2}, "memoryGiB"),
-        ("spec.resources.gpu.targetConcurrency", 0, "targetConcurrency"),
-        ("spec.parallelism", {"tensor": 2, "expert": 4}, "spec.parallelism.expert"),
-        ("spec.parallelism", {"expert": 8}, "spec.parallelism.expert"),
-        ("spec.parallelism", {"nodes": 2}, "spec.backend"),
-        ("spec.replicas", -1, "replicas"),
-        ("spec.backend", "statefulset", "backend"),
-        ("spec.scheduling.tolerations", [{"operator": "Maybe"}], "operator"),
-        ("metadata.name", "m" * 64, "metadata.name"),
-    ],
-)  # fmt: skip
+@pytest.mark.parametrize(("path", "value", "names"), BAD_MODEL_DEPLOYMENTS)
 def test_model_deployment_rejects_bad_specs_naming_the_field(path: str, value: Any, names: str) -> None:
     with pytest.raises(ValidationError) as err:
-        ModelDeployment.model_validate(_with(MOE, path, value))
+        ModelDeployment.model_validate(with_value(MOE, path, value))
     assert names in str(err.value)
 
 
@@ -233,16 +118,18 @@ def test_model_deployment_rejects_bad_specs_naming_the_field(path: str, value: A
     ],
 )
 def test_expert_parallel_layouts_vllm_can_run(parallelism: dict[str, int]) -> None:
-    ModelDeployment.model_validate(_with(MOE, "spec.parallelism", parallelism))
+    ModelDeployment.model_validate(with_value(MOE, "spec.parallelism", parallelism))
 
 
 def test_multi_node_replicas_need_a_leaderworkerset() -> None:
-    body = _with(_with(MOE, "spec.parallelism", {"tensor": 8, "nodes": 2}), "spec.backend", "leaderworkerset")
+    body = with_value(
+        with_value(MOE, "spec.parallelism", {"tensor": 8, "nodes": 2}), "spec.backend", "leaderworkerset"
+    )
     assert ModelDeployment.model_validate(body).spec.backend is Backend.LEADERWORKERSET
 
 
 def test_remote_code_off_needs_no_pinned_revision() -> None:
-    body = _with(_with(MOE, "spec.model.trustRemoteCode", False), "spec.model.revision", ...)
+    body = with_value(with_value(MOE, "spec.model.trustRemoteCode", False), "spec.model.revision", ...)
     assert ModelDeployment.model_validate(body).spec.model.revision is None
 
 
@@ -258,43 +145,19 @@ def test_eval_run_example_parses_with_defaults() -> None:
 
 
 def test_eval_run_against_an_external_endpoint() -> None:
-    body = _with(EVAL, "spec.model", {"endpoint": "http://judge-double:8000/v1", "servedName": "qwen3-8b"})
-    body = _with(_with(body, "spec.gates", ...), "spec.promote", ...)
+    body = with_value(
+        EVAL, "spec.model", {"endpoint": "http://judge-double:8000/v1", "servedName": "qwen3-8b"}
+    )
+    body = with_value(with_value(body, "spec.gates", ...), "spec.promote", ...)
     run = EvalRun.model_validate(body)
     assert run.spec.model.endpoint == "http://judge-double:8000/v1"
     assert run.spec.mlflow.experiment == "llm-jp-4"
 
 
-@pytest.mark.parametrize(
-    ("path", "value", "names"),
-    [
-        ("spec.model", {}, "deploymentRef"),
-        ("spec.model", {"deploymentRef": {"name": "a"}, "endpoint": "http://x/v1", "servedName": "a"},
-         "deploymentRef"),
-        ("spec.model", {"endpoint": "http://x/v1"}, "spec.model.servedName"),
-        ("spec.model", {"endpoint": "ftp://x", "servedName": "a"}, "endpoint"),
-        ("spec.benchmarks", [], "benchmarks"),
-        ("spec.benchmarks", [{"name": "mmlu", "dataset": {"uri": "/d"}}], "name"),
-        ("spec.benchmarks", [{"name": "mt-bench", "dataset": {"uri": "relative/path"}}], "uri"),
-        ("spec.benchmarks", [{"name": "mt-bench-ja", "dataset": {"uri": "/d"}, "contextLengths": [8192]}],
-         "contextLengths"),
-        ("spec.benchmarks", [{"name": "mt-bench-ja", "dataset": {"uri": "/a"}},
-                             {"name": "mt-bench-ja", "dataset": {"uri": "/b"}}], "spec.benchmarks"),
-        ("spec.judges", [], "judges"),
-        ("spec.repeats", 11, "repeats"),
-        ("spec.repeats", 0, "repeats"),
-        ("spec.maxErrorRate", 1.5, "maxErrorRate"),
-        ("spec.gates", ..., "spec.gates"),
-        ("spec.gates.baseline", {}, "evalRunRef"),
-        ("spec.gates.rules", [{"benchmark": "mt-bench", "maxRegression": 0.1}], "spec.benchmarks"),
-        ("spec.gates.rules", [{"benchmark": "mt-bench-ja", "maxRegression": -1}], "maxRegression"),
-        ("spec.gates.confidence", 1.0, "confidence"),
-        ("spec.promote.alias", "not an alias", "alias"),
-    ],
-)  # fmt: skip
+@pytest.mark.parametrize(("path", "value", "names"), BAD_EVAL_RUNS)
 def test_eval_run_rejects_bad_specs_naming_the_field(path: str, value: Any, names: str) -> None:
     with pytest.raises(ValidationError) as err:
-        EvalRun.model_validate(_with(EVAL, path, value))
+        EvalRun.model_validate(with_value(EVAL, path, value))
     assert names in str(err.value)
 
 

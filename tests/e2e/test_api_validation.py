@@ -1,0 +1,52 @@
+"""The API server itself refuses bad ModelDeployments and EvalRuns (OpenAPI schema and CEL rules
+generated from the pydantic models), with a message naming the field: the same cases the models
+refuse in Python."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tests.support.api_cases import BAD_EVAL_RUNS, BAD_MODEL_DEPLOYMENTS, EVAL, MOE, with_value
+
+pytestmark = pytest.mark.e2e
+
+
+def dry_run_create(kube: client.ApiClient, namespace: str, body: dict[str, Any]) -> None:
+    plural = {"ModelDeployment": "modeldeployments", "EvalRun": "evalruns"}[body["kind"]]
+    body = with_value(body, "metadata.namespace", namespace)
+    client.CustomObjectsApi(kube).create_namespaced_custom_object(
+        # Strict field validation is what kubectl asks for: unknown fields (typos) are errors.
+        "shinsa.dev",
+        "v1alpha1",
+        namespace,
+        plural,
+        body,
+        dry_run="All",
+        field_validation="Strict",
+    )
+
+
+@pytest.mark.parametrize("good", [MOE, EVAL], ids=["ModelDeployment", "EvalRun"])
+def test_the_documented_examples_are_accepted(
+    kube: client.ApiClient, crds: list[str], good: dict[str, Any]
+) -> None:
+    dry_run_create(kube, "default", good)
+
+
+@pytest.mark.parametrize(
+    ("good", "path", "value", "names"),
+    [(MOE, *case) for case in BAD_MODEL_DEPLOYMENTS] + [(EVAL, *case) for case in BAD_EVAL_RUNS],
+    ids=[f"md:{p}={v!r}"[:60] for p, v, _ in BAD_MODEL_DEPLOYMENTS]
+    + [f"er:{p}={v!r}"[:60] for p, v, _ in BAD_EVAL_RUNS],
+)
+def test_bad_specs_are_refused_by_the_api_server_naming_the_field(
+    kube: client.ApiClient, crds: list[str], good: dict[str, Any], path: str, value: Any, names: str
+) -> None:
+    with pytest.raises(ApiException) as refused:
+        dry_run_create(kube, "default", with_value(good, path, value))
+    assert refused.value.status in (400, 422), refused.value.body
+    assert names in refused.value.body, refused.value.body
