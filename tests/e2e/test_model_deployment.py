@@ -288,3 +288,30 @@ def test_a_registered_model_alias_resolves_to_its_s3_source_and_plans_from_its_c
     planned = condition(md, "Planned")
     assert planned["reason"] == "ModelNotRegistered"
     assert "support-chat" in planned["message"]
+
+
+def test_a_crash_looping_server_shows_degraded_with_the_container_state(
+    kube: client.ApiClient, namespace: str, operator: KopfRunner
+) -> None:
+    from shinsa.devcluster.cluster import SIMULATE_ANNOTATION
+
+    create(kube, namespace, small("crashing"))
+    wait_condition(kube, namespace, "crashing", "Ready", "True")
+
+    # What a vLLM that exits at start-up looks like to the API: KWOK's crash-loop simulation,
+    # switched on in the pod template by another field manager than the operator.
+    client.AppsV1Api(kube).patch_namespaced_deployment(
+        "crashing",
+        namespace,
+        {"spec": {"template": {"metadata": {"annotations": {SIMULATE_ANNOTATION: "crash-loop"}}}}},
+    )
+
+    md = wait_condition(kube, namespace, "crashing", "Degraded", "True")
+    degraded = condition(md, "Degraded")
+    assert degraded["reason"] == "CrashLoop"
+    assert "CrashLoopBackOff" in degraded["message"]
+    assert md["status"]["phase"] == "Degraded"
+    events = client.CoreV1Api(kube).list_namespaced_event(
+        namespace, field_selector="involvedObject.name=crashing"
+    )
+    assert any(e.reason == "CrashLoop" and e.type == "Warning" for e in events.items)

@@ -32,6 +32,9 @@ KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT_KEY = "nvidia.com/gpu"
 SERVICE_CIDR = "10.96.0.0/12"
+# The project's own KWOK stages (failure simulations), beside KWOK's stock ones.
+SIMULATION_STAGES = Path(__file__).with_name("kwok-simulations.yaml")
+SIMULATE_ANNOTATION = "shinsa.dev/simulate"
 # Stop dependents first: nothing should keep writing to etcd while it shuts down.
 STOP_ORDER = [
     "shinsa-operator",
@@ -318,6 +321,7 @@ class LocalCluster:
                 str(bins / "kwok"),
                 f"--kubeconfig={self.kubeconfig}",
                 f"--config={bins / 'kwok-stages.yaml'}",
+                f"--config={SIMULATION_STAGES}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
                 "--cidr=10.244.0.0/16",
