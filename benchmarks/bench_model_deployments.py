@@ -58,6 +58,7 @@ from shinsa.controllers.kube import FIELD_MANAGER, GROUP, VERSION
 from shinsa.controllers.sources import resolve_architecture
 from shinsa.devcluster import processes
 from shinsa.devcluster.cluster import LocalCluster, NodePool, free_port
+from shinsa.devcluster.crds import install_crds as shared_install_crds
 from shinsa.render import MODEL_DEPLOYMENT_LABEL
 
 PLURAL = "modeldeployments"
@@ -351,19 +352,7 @@ def make_client(kubeconfig: Path, pool: int) -> client.ApiClient:
 
 
 def install_crds(dynamic: DynamicClient, api: client.ApiClient, deadline: float) -> None:
-    crd_resource = dynamic.resources.get(
-        api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition"
-    )
-    for crd in crd_manifests():
-        dynamic.server_side_apply(crd_resource, body=crd, field_manager=FIELD_MANAGER, force_conflicts=True)
-    ext = client.ApiextensionsV1Api(api)
-    names = [c["metadata"]["name"] for c in crd_manifests()]
-
-    def established(name: str) -> bool:
-        conditions = ext.read_custom_resource_definition(name).status.conditions or []
-        return any(c.type == "Established" and c.status == "True" for c in conditions)
-
-    poll(lambda: all(established(n) for n in names), deadline, "the CRDs to be Established")
+    shared_install_crds(api, crd_manifests(), FIELD_MANAGER, timeout_s=max(1.0, deadline - time.monotonic()))
     # The dynamic client's discovery must see the new group before anything uses it.
     dynamic.resources.invalidate_cache()
 

@@ -7,7 +7,6 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -16,13 +15,15 @@ from kubernetes import client
 
 from shinsa.devcluster import processes
 from shinsa.devcluster.cluster import LocalCluster, NodePool
+from shinsa.devcluster.crds import install_crds
 from shinsa.devcluster.services import S3_ACCESS_KEY, S3_SECRET_KEY, start_mlflow, start_s3
-from tests.support.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[1]
 
 # Two 8-GPU H100 nodes and one CPU node: enough to place multi-GPU layouts and to leave
 # a 9-GPU request unschedulable.
+TEST_FIELD_MANAGER = "shinsa-tests"
+
 TEST_POOLS = [
     NodePool("gpu-node", 2, gpus=8, gpu_product="NVIDIA-H100-80GB-HBM3"),
     NodePool("cpu-node", 1, gpus=0),
@@ -84,36 +85,11 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         processes.stop_all(run_dir, [service.name])
 
 
-def install_crds(kube: client.ApiClient, crds: list[dict[str, Any]]) -> list[str]:
-    """Server-side apply CRDs (large upstream ones exceed client-side apply's annotation limit)
-    and wait until the API server serves them."""
-    from kubernetes.dynamic import DynamicClient
-
-    dynamic = DynamicClient(kube)
-    resource = dynamic.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
-    names = []
-    for crd in crds:
-        dynamic.server_side_apply(resource, body=crd, field_manager="shinsa-tests", force_conflicts=True)
-        names.append(crd["metadata"]["name"])
-    api = client.ApiextensionsV1Api(kube)
-
-    def established() -> bool:
-        return all(
-            any(
-                c.type == "Established" and c.status == "True"
-                for c in api.read_custom_resource_definition(n).status.conditions or []
-            )
-            for n in names
-        )
-
-    eventually(established, timeout_s=60, what=f"the CRDs {names} to be Established")
-    return names
-
-
 @pytest.fixture(scope="session")
 def crds(kube: client.ApiClient) -> list[str]:
     """Shinsa's CRDs as committed in crds/, installed and Established."""
-    return install_crds(kube, [yaml.safe_load(p.read_text()) for p in sorted((REPO / "crds").glob("*.yaml"))])
+    committed = [yaml.safe_load(p.read_text()) for p in sorted((REPO / "crds").glob("*.yaml"))]
+    return install_crds(kube, committed, TEST_FIELD_MANAGER)
 
 
 @pytest.fixture(scope="session")
@@ -133,4 +109,4 @@ def upstream_crds(kube: client.ApiClient) -> list[str]:
     of theirs runs: the API server validates Shinsa's objects against their schemas, nothing more."""
     from shinsa.devcluster.upstream import load_crds
 
-    return install_crds(kube, load_crds())
+    return install_crds(kube, load_crds(), TEST_FIELD_MANAGER)

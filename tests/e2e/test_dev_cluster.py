@@ -33,20 +33,9 @@ def processes_using(path: Path) -> list[str]:
 
 def test_dev_up_creates_labelled_tainted_gpu_nodes_and_down_leaves_no_process(tmp_path: Path) -> None:
     state = tmp_path / "dev"
-    up = shinsa(
-        "dev",
-        "up",
-        "--nodes",
-        "1",
-        "--gpus-per-node",
-        "4",
-        "--gpu-product",
-        "NVIDIA-H200",
-        "--cpu-nodes",
-        "0",
-        "--state-dir",
-        str(state),
-    )
+    up_args = ["dev", "up", "--nodes", "1", "--gpus-per-node", "4", "--gpu-product", "NVIDIA-H200"]
+    up_args += ["--cpu-nodes", "0", "--state-dir", str(state)]
+    up = shinsa(*up_args)
     try:
         assert up.returncode == 0, up.stderr
         kubeconfig = state / "kubeconfig"
@@ -76,20 +65,7 @@ def test_dev_up_creates_labelled_tainted_gpu_nodes_and_down_leaves_no_process(tm
         )
         assert json.loads(version.stdout)["serverVersion"]["gitVersion"].startswith("v1.")
 
-        again = shinsa(
-            "dev",
-            "up",
-            "--nodes",
-            "1",
-            "--gpus-per-node",
-            "4",
-            "--gpu-product",
-            "NVIDIA-H200",
-            "--cpu-nodes",
-            "0",
-            "--state-dir",
-            str(state),
-        )
+        again = shinsa(*up_args)
         assert again.returncode == 0 and "already running" in again.stderr
         assert processes_using(state), "the control plane should be running"
     finally:

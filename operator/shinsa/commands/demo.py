@@ -44,23 +44,9 @@ def _step(message: str) -> None:
 def _install_crds() -> None:
     from shinsa.api.crd import crd_manifests
     from shinsa.controllers import kube
+    from shinsa.devcluster.crds import install_crds
 
-    for crd in crd_manifests():
-        kube.apply(crd)
-    _wait(
-        lambda: all(_established(c["metadata"]["name"]) for c in crd_manifests()),
-        60,
-        "CRDs to be Established",
-    )
-
-
-def _established(name: str) -> bool:
-    from kubernetes import client
-
-    from shinsa.controllers import kube
-
-    crd = client.ApiextensionsV1Api(kube.api_client()).read_custom_resource_definition(name)
-    return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+    install_crds(kube.api_client(), crd_manifests(), field_manager=kube.FIELD_MANAGER)
 
 
 def _wait(probe: Any, timeout_s: float, what: str) -> None:
@@ -133,14 +119,13 @@ def _settled(name: str) -> dict[str, Any] | None:
     return md if scheduled.get("status") == "False" else None
 
 
-def _report(names: list[str]) -> Table:
+def _report(mds: dict[str, dict[str, Any]]) -> Table:
     from shinsa.controllers import kube
 
     table = Table(title=f"ModelDeployments in namespace {DEMO_NAMESPACE}")
     for column in ("name", "layout", "GPUs", "weights", "KV/token", "fits", "Ready", "pods → nodes"):
         table.add_column(column, no_wrap=column in ("name", "layout", "pods → nodes"))
-    for name in names:
-        md = kube.get_custom("modeldeployments", DEMO_NAMESPACE, name) or {}
+    for name, md in mds.items():
         status = md.get("status", {})
         plan = status.get("plan") or {}
         conditions = {c["type"]: c for c in status.get("conditions", [])}
@@ -178,12 +163,9 @@ def _report(names: list[str]) -> Table:
     return table
 
 
-def _endpoints(names: list[str]) -> list[str]:
-    from shinsa.controllers import kube
-
+def _endpoints(mds: dict[str, dict[str, Any]]) -> list[str]:
     lines = []
-    for name in names:
-        md = kube.get_custom("modeldeployments", DEMO_NAMESPACE, name) or {}
+    for name, md in mds.items():
         status = md.get("status", {})
         planned: dict[str, Any] = next(
             (c for c in status.get("conditions", []) if c["type"] == "Planned"), {}
@@ -227,9 +209,12 @@ def demo(
         console.print(f"logs: {cluster.state_dir / 'logs'}")
         raise typer.Exit(1) from None
 
-    console.print(_report(names))
+    from shinsa.controllers import kube
+
+    mds = {name: kube.get_custom("modeldeployments", DEMO_NAMESPACE, name) or {} for name in names}
+    console.print(_report(mds))
     console.print("[bold]Endpoints[/bold] (OpenAI-compatible, in-cluster)")
-    for line in _endpoints(names):
+    for line in _endpoints(mds):
         console.print(line)
     console.print()
     console.print("[bold]Look further[/bold]")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -224,8 +225,6 @@ class LocalCluster:
     def down(self, purge: bool = False) -> list[str]:
         stopped = processes.stop_all(self.state_dir, STOP_ORDER)
         if purge:
-            import shutil
-
             shutil.rmtree(self.state_dir, ignore_errors=True)
         return stopped
 
