@@ -431,11 +431,17 @@ def test_the_chart_service_account_can_do_what_the_operator_needs_and_nothing_mo
     assert [o.uid for o in deployment.metadata.owner_references] == [uid]
     service = client.CoreV1Api(env.api).read_namespaced_service("rbac-allowed", "rbac-allowed")
     assert [o.uid for o in service.metadata.owner_references] == [uid]
-    # Condition transitions were posted as Events by the operator, under the account.
-    events = client.CoreV1Api(env.api).list_namespaced_event(
-        "rbac-allowed", field_selector=f"involvedObject.uid={uid}"
+    # Condition transitions were posted as Events by the operator, under the account. kopf posts
+    # them from a queue, so the last ones may land just after the status that reports Ready.
+    eventually(
+        lambda: (
+            client.CoreV1Api(env.api)
+            .list_namespaced_event("rbac-allowed", field_selector=f"involvedObject.uid={uid}")
+            .items
+        ),
+        timeout_s=30,
+        what="events posted for the ModelDeployment",
     )
-    assert events.items, "no events were posted for the ModelDeployment"
     assert_nothing_refused(output)
 
 
