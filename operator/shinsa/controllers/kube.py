@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import tempfile
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ class MissingAPI(Exception):
 
 
 _lock = threading.Lock()
+_log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -130,3 +133,40 @@ def gpus_per_node(product_label: str | None) -> int | None:
     nodes = _list(client.CoreV1Api(api_client()).list_node, label_selector=selector)
     counts = [int(n.get("status", {}).get("allocatable", {}).get("nvidia.com/gpu", 0)) for n in nodes]
     return max(counts, default=0) or None
+
+
+def post_event(obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    """Record a core/v1 Event on `obj` (what `kubectl describe` lists), at once and from the
+    calling thread. Best effort: kopf's own poster retries a refused event for minutes, one at a
+    time, so a single event for an object in a terminating namespace held back every later one;
+    here a refused event is logged and dropped."""
+    meta = obj["metadata"]
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = {
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": obj["apiVersion"],
+            "kind": obj["kind"],
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+        "source": {"component": FIELD_MANAGER},
+        "reportingComponent": FIELD_MANAGER,
+    }
+    try:
+        client.CoreV1Api(api_client()).create_namespaced_event(meta["namespace"], event)
+    except ApiException as exc:
+        _log.warning(
+            "Failed to post an event on %s/%s (%s): %s",
+            meta["namespace"],
+            meta["name"],
+            reason,
+            _server_message(exc),
+        )

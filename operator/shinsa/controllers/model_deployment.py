@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from typing import Any, cast
+from typing import Any
 
 import kopf
 from pydantic import ValidationError
@@ -47,12 +47,7 @@ def _events_for_transitions(body: dict[str, Any], before: list[Condition], after
             else condition.status != ConditionStatus.FALSE or condition.reason in _EXPECTED_FALSE
         )
         message = f"{condition.type}={condition.status.value}: {condition.message}".strip().rstrip(":")
-        kopf.event(
-            cast(kopf.Body, body),
-            type="Normal" if healthy else "Warning",
-            reason=condition.reason,
-            message=message[:1000],
-        )
+        kube.post_event(body, "Normal" if healthy else "Warning", condition.reason, message[:1000])
 
 
 def _write(
