@@ -20,6 +20,13 @@ from shinsa.devcluster.services import S3_ACCESS_KEY, S3_SECRET_KEY, start_mlflo
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The virtualenv is shared by every clone and its editable install points at whichever clone last
+# ran `make env`: child processes (the CLI, the operator under a ServiceAccount) must import this
+# checkout too, as pytest itself does (pyproject's pythonpath).
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(REPO / "operator"), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+)
+
 # Two 8-GPU H100 nodes and one CPU node: enough to place multi-GPU layouts and to leave
 # a 9-GPU request unschedulable.
 TEST_FIELD_MANAGER = "shinsa-tests"

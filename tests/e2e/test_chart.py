@@ -389,16 +389,25 @@ def apply_model_deployment(env: RbacCluster, namespace: str) -> Callable[[], dic
     return lambda: dict(custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, namespace))
 
 
-def wait_ready(get: Callable[[], dict[str, Any]], log: Callable[[], str]) -> dict[str, Any]:
+def wait_reconciled(get: Callable[[], dict[str, Any]], log: Callable[[], str]) -> tuple[dict[str, Any], str]:
+    """Ready=True, then the operator's log once the handler has returned: the handler writes the
+    status itself, so Ready can be read before kopf logs the handler's success."""
+
     def ready() -> dict[str, Any] | None:
         md = get()
         found = condition(md, "Ready")
         return md if found and found["status"] == "True" else None
 
     try:
-        return eventually(ready, 120, what="Ready=True under the chart's RBAC")
+        md = eventually(ready, 120, what="Ready=True under the chart's RBAC")
+        output = eventually(
+            lambda: text if "Handler 'reconcile' succeeded" in (text := log()) else None,
+            30,
+            what="the operator to log the reconcile handler's success",
+        )
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- operator log ---\n{log()[-6000:]}") from None
+    return md, output
 
 
 def assert_nothing_refused(output: str) -> None:
@@ -422,8 +431,7 @@ def test_the_chart_service_account_can_do_what_the_operator_needs_and_nothing_mo
     with operator_process(kubeconfig, env.logs / "allowed.log") as log:
         get = apply_model_deployment(env, "rbac-allowed")
 
-        md = wait_ready(get, log)
-        output = log()
+        md, output = wait_reconciled(get, log)
 
     assert md["status"]["phase"] == "Ready" and md["status"]["readyReplicas"] == 1
     uid = md["metadata"]["uid"]
@@ -526,8 +534,7 @@ def test_a_namespaced_install_reconciles_with_role_bindings_only_there(
 
     with operator_process(kubeconfig, env.logs / "team.log", "rbac-team") as log:
         elsewhere = apply_model_deployment(env, "rbac-elsewhere")
-        md = wait_ready(apply_model_deployment(env, "rbac-team"), log)
-        output = log()
+        md, output = wait_reconciled(apply_model_deployment(env, "rbac-team"), log)
 
     assert md["status"]["phase"] == "Ready"
     assert client.AppsV1Api(env.api).read_namespaced_deployment("rbac-team", "rbac-team")
