@@ -627,6 +627,10 @@ def test_kserve_backend_renders_a_raw_deployment_inference_service_with_the_vllm
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
     predictor = isvc["spec"]["predictor"]
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == (3, 3)
+    assert predictor["deploymentStrategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+    }
     assert "model" not in predictor
     (kserve_container,) = predictor["containers"]
     assert kserve_container["name"] == "kserve-container"
@@ -639,3 +643,11 @@ def test_kserve_backend_renders_a_raw_deployment_inference_service_with_the_vllm
     assert predictor["labels"].items() >= pod_selector(md).items()
     assert PLAN_HASH_ANNOTATION in predictor["annotations"]
     assert endpoint_url(md) == "http://llm-jp-4-8b-predictor.models.svc/v1"
+
+
+def test_a_pod_field_the_kserve_predictor_lacks_is_refused_by_name() -> None:
+    from shinsa.render.kserve import _predictor_fields
+
+    assert _predictor_fields({"nodeSelector": {"a": "b"}}) == {"node_selector": {"a": "b"}}
+    with pytest.raises(RenderError, match="hostMagic"):
+        _predictor_fields({"hostMagic": True, "nodeSelector": {}})

@@ -6,8 +6,8 @@ one question are correlated (same prompt, same difficulty), so resampling items 
 give intervals that are too narrow. The statistic is the mean over all items of the drawn
 questions, which equals the reported mean on the original sample even when some items are missing.
 
-Resampling is vectorised: a (draws x questions) matrix of multinomial counts times the per-question
-sums and counts gives every bootstrap mean at once.
+Resampling is vectorised: a (draws x questions) matrix of drawn question indices gathers the
+per-question sums and counts, which gives every bootstrap mean at once.
 """
 
 from __future__ import annotations
@@ -51,14 +51,14 @@ def _bootstrap_means(
     n = sums.shape[0]
     out = np.empty(draws)
     step = max(1, _MAX_MATRIX_CELLS // max(1, n))
-    uniform = np.full(n, 1.0 / n)
     for start in range(0, draws, step):
         size = min(step, draws - start)
-        weights = rng.multinomial(n, uniform, size=size).astype(np.float64)
-        totals = weights @ counts
+        # Drawing indices and gathering is several times faster than multinomial counts, with the
+        # same distribution: each draw is n questions taken uniformly with replacement.
+        drawn = rng.integers(0, n, size=(size, n))
         # A draw made only of questions without items has no mean; it cannot happen when every
         # question has at least one item, which callers guarantee by dropping empty questions.
-        out[start : start + size] = (weights @ sums) / totals
+        out[start : start + size] = sums[drawn].sum(axis=1) / counts[drawn].sum(axis=1)
     return out
 
 
