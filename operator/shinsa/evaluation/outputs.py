@@ -24,11 +24,18 @@ PLOTS = "plots"
 REDACTED = "<not logged>"
 
 
+def _json_line(row: dict[str, Any]) -> str:
+    # Most rows hold no NaN: serialize them as they are, and walk only a row the encoder refuses.
+    try:
+        return json.dumps(row, ensure_ascii=False, sort_keys=True, allow_nan=False)
+    except ValueError:
+        return json.dumps(json_safe(row), ensure_ascii=False, sort_keys=True)
+
+
 def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     with tmp.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(json_safe(row), ensure_ascii=False, sort_keys=True) + "\n")
+        handle.writelines(_json_line(row) + "\n" for row in rows)
     tmp.replace(path)
 
 
