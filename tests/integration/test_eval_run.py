@@ -124,8 +124,9 @@ def test_injected_faults_are_recovered_with_the_same_scores(
     assert faulty.scores["benchmarks"]["mt-bench"]["mean"] == clean.scores["benchmarks"]["mt-bench"]["mean"]
     assert openai_double.count(outcome="429") == 3
     assert openai_double.count(outcome="malformed") == 2
-    retried = [j for j in faulty.judgments if j["attempts"] > 1]
-    assert len(retried) == 2  # the two malformed ratings were asked again
+    # Each malformed rating was asked again once; both may fall on the same judgment (which then
+    # took 3 attempts, within parseRetries: 2), depending on which requests arrive first.
+    assert sum(j["attempts"] - 1 for j in faulty.judgments) == 2
 
 
 def test_persistent_failures_are_recorded_and_make_the_run_incomplete(
