@@ -132,9 +132,9 @@ class _Clock(JsonLinesReporter):
     def _mark(self, name: str) -> None:
         self.marks[name] = (time.perf_counter(), time.process_time())
 
-    def benchmark_started(self, name: str, total: int, done: int) -> None:
+    def benchmark_started(self, name: str, total: int, resumed: int) -> None:
         self._mark("requests_start")
-        super().benchmark_started(name, total, done)
+        super().benchmark_started(name, total, resumed)
 
     def advance(self, name: str, items: int, errors: int) -> None:
         super().advance(name, items, errors)

@@ -78,26 +78,29 @@ def small(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize(
-    ("example", "layout_flag"),
-    [
-        ("llm-jp-4-8b-thinking", "--tensor-parallel-size"),
-        ("llm-jp-4-32b-a3b-thinking", "--enable-expert-parallel"),
-        ("qwen3-8b", "--tensor-parallel-size"),
-        ("qwen3-30b-a3b", "--data-parallel-size"),
-    ],
-)
+# What the issue expects of each example on 8-GPU H100-80GB nodes: GPUs per replica, the layout's
+# flags, and the context length (the model's native one where the example sets none).
+EXAMPLE_PLANS = {
+    "llm-jp-4-8b-thinking": (1, {"--tensor-parallel-size": "1", "--max-model-len": "65536"}, False),
+    "llm-jp-4-32b-a3b-thinking": (2, {"--data-parallel-size": "2", "--max-model-len": "65536"}, True),
+    "qwen3-8b": (1, {"--tensor-parallel-size": "1", "--max-model-len": "32768"}, False),
+    "qwen3-30b-a3b": (2, {"--data-parallel-size": "2", "--max-model-len": "32768"}, True),
+}
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLE_PLANS))
 def test_example_becomes_ready_vllm_pods_on_gpu_nodes_with_the_planned_layout(
-    kube: client.ApiClient, namespace: str, operator: KopfRunner, example: str, layout_flag: str
+    kube: client.ApiClient, namespace: str, operator: KopfRunner, example: str
 ) -> None:
+    gpus, flags, expert_parallel = EXAMPLE_PLANS[example]
     body = yaml.safe_load((EXAMPLES / f"{example}.yaml").read_text())
     create(kube, namespace, body)
 
     md = wait_condition(kube, namespace, example, "Ready", "True")
     status = md["status"]
-    plan = status["plan"]
     assert status["endpoint"] == f"http://{example}.{namespace}.svc:8000/v1"
     assert status["phase"] == "Ready" and status["readyReplicas"] == 1
+    assert status["gpusPerReplica"] == gpus
     assert condition(md, "Planned")["status"] == "True"
     assert condition(md, "Scheduled")["status"] == "True"
     assert status["observedGeneration"] == md["metadata"]["generation"]
@@ -105,11 +108,11 @@ def test_example_becomes_ready_vllm_pods_on_gpu_nodes_with_the_planned_layout(
     (pod,) = pods_of(kube, namespace, example)
     assert pod.spec.node_name.startswith("gpu-node")
     container = next(c for c in pod.spec.containers if c.name == "vllm")
-    assert container.resources.limits["nvidia.com/gpu"] == str(plan["gpusPerReplica"])
+    assert container.resources.limits["nvidia.com/gpu"] == str(gpus)
     args = vllm_args(pod)
-    assert layout_flag in args
+    assert {flag: args[args.index(flag) + 1] for flag in flags} == flags
+    assert ("--enable-expert-parallel" in args) is expert_parallel
     assert "--trust-remote-code" not in args
-    assert "--max-model-len" in " ".join(args)
 
 
 def test_an_oversized_request_reports_scheduled_false_with_the_schedulers_reason(
@@ -206,7 +209,7 @@ def test_a_model_too_large_for_the_gpus_asked_for_is_refused_with_what_would_fit
     md = wait_condition(kube, namespace, "no-fit", "Planned", "False")
     planned = condition(md, "Planned")
     assert planned["reason"] == "PlanFailed"
-    assert "GiB" in planned["message"]
+    assert "GiB" in planned["message"] and "What would fit" in planned["message"]
     assert md["status"]["phase"] == "Failed"
     assert not client.AppsV1Api(kube).list_namespaced_deployment(namespace).items
 
@@ -244,6 +247,17 @@ def test_prometheus_metrics_count_reconciles_and_deployments_by_phase(
         )
         assert samples[("shinsa_reconcile_total", (("kind", "ModelDeployment"),))] >= 1
         assert samples[("shinsa_reconcile_duration_seconds_count", (("kind", "ModelDeployment"),))] >= 1
+
+        # A deleted ModelDeployment leaves the gauge, also one that never had pods (no pod event
+        # tells the operator about it, and it holds no finalizer for a delete handler).
+        create(kube, namespace, small("unplannable", resources={"gpu": {"memoryGiB": 8, "count": 1}}))
+        failed = ("shinsa_model_deployments", (("phase", "Failed"),))
+        before = eventually(lambda: scrape().get(failed), what="a Failed ModelDeployment in the metrics")
+        custom = client.CustomObjectsApi(kube)
+        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "unplannable")
+        eventually(
+            lambda: scrape()[failed] <= before - 1, what="the deleted ModelDeployment to leave the gauge"
+        )
     finally:
         server.shutdown()
         thread.join(timeout=5)

@@ -1,4 +1,4 @@
-"""A run killed midway and resumed repeats no request for work it had finished."""
+"""A run killed or stopped midway and resumed repeats no request for work it had finished."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
+from shinsa.evaluation import EXIT_TERMINATED
 from support.openai_server import FakeOpenAI
 
 pytestmark = pytest.mark.e2e
@@ -40,6 +42,11 @@ def checkpoint_records(path: Path) -> list[dict[str, Any]]:
         with contextlib.suppress(json.JSONDecodeError):
             records.append(json.loads(line))
     return records
+
+
+def started_events(output: str) -> list[dict[str, Any]]:
+    events = [json.loads(line) for line in output.splitlines() if line.strip()]
+    return [e for e in events if e["event"] == "benchmark started"]
 
 
 def start_eval(config: Path, *extra: str) -> subprocess.Popen[bytes]:
@@ -71,11 +78,13 @@ def test_killed_run_resumes_without_repeating_finished_requests(
     finished = {item_key(r) for r in checkpoint_records(records_file)}
     assert 12 <= len(finished) < total
     requested_before = set(openai_double.items_requested())
+    judged = {key for key in finished if not key.endswith("/generation")}
     openai_double.reset()
 
     second = start_eval(config)
     output = second.communicate(timeout=120)[0].decode()
     assert second.returncode == 0, output
+    assert [e["resumed"] for e in started_events(output)] == [len(judged)]
 
     # Every request the resumed run sent was for unfinished work, each sent once (no faults, no retries).
     assert openai_double.requests == total - len(finished)
@@ -90,8 +99,55 @@ def test_killed_run_resumes_without_repeating_finished_requests(
     # A third run has nothing left to do.
     openai_double.reset()
     third = start_eval(config)
-    assert third.wait(timeout=120) == 0
+    output = third.communicate(timeout=120)[0].decode()
+    assert third.returncode == 0, output
     assert openai_double.requests == 0
+    assert [e["resumed"] for e in started_events(output)] == [6 * 2 * 2]
+
+
+def s3_records(bucket: str, prefix: str) -> list[dict[str, Any]]:
+    s3 = boto3.client("s3")
+    records = []
+    for part in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+        body = s3.get_object(Bucket=bucket, Key=part["Key"])["Body"].read().decode()
+        records.extend(json.loads(line) for line in body.splitlines() if line.strip())
+    return records
+
+
+def test_sigterm_flushes_an_s3_checkpoint_and_the_resumed_run_repeats_nothing(
+    s3_server: str, make_spec: Any, manifest_file: Any, openai_double: FakeOpenAI
+) -> None:
+    boto3.client("s3").create_bucket(Bucket="eval-runs")
+    openai_double.latency_s = 0.05
+    spec = make_spec(concurrency=2, repeats=2, checkpoint={"uri": "s3://eval-runs/sigterm"})
+    config = manifest_file(spec)
+    total = 6 * 2 * 2 * 2  # questions x turns x repeats x (generation + one judgment)
+
+    first = start_eval(config)
+    deadline = time.monotonic() + 60
+    # Well inside the first 2 s, before the periodic upload: only the flush on SIGTERM saves these.
+    while openai_double.requests < 12:
+        assert first.poll() is None, first.communicate()[0].decode()
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.01)
+    first.send_signal(signal.SIGTERM)
+    output = first.communicate(timeout=60)[0].decode()
+    assert first.returncode == EXIT_TERMINATED, output
+    assert "terminated by SIGTERM" in output
+
+    finished = {item_key(r) for r in s3_records("eval-runs", "sigterm/records-")}
+    requested_before = set(openai_double.items_requested())
+    assert len(finished) < total
+    # At most one request per slot (2 on the model, 2 on the judge) was still unanswered.
+    assert len(requested_before - finished) <= 4
+    openai_double.reset()
+
+    second = start_eval(config)
+    output = second.communicate(timeout=120)[0].decode()
+    assert second.returncode == 0, output
+    assert openai_double.requests == total - len(finished)
+    assert set(openai_double.items_requested()).isdisjoint(finished)
+    assert len({item_key(r) for r in s3_records("eval-runs", "sigterm/records-")}) == total
 
 
 def test_no_resume_starts_over(make_spec: Any, manifest_file: Any, openai_double: FakeOpenAI) -> None:

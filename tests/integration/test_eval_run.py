@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -229,3 +232,73 @@ def test_long_context_accuracy_falls_where_the_model_loses_the_needle(
     assert metrics["4k/prompt_tokens_mean"] > metrics["1k/prompt_tokens_mean"]
     assert all(r.stream for r in openai_double.log)
     assert math.isclose(result.scores["benchmarks"]["long-context"]["mean"], 0.5)
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_answer_carefully_runs_from_an_llm_jp_judge_json_file(
+    make_spec: Any, openai_double: FakeOpenAI, datasets: dict[str, Path], tmp_path: Path
+) -> None:
+    # The same questions as the FastChat-layout fixture, as llm-jp-judge's test.json has them.
+    source = datasets["answer-carefully"]
+    references = {
+        r["question_id"]: r["choices"][0]["turns"][0]
+        for r in read_jsonl(source / "reference_answer" / "reference.jsonl")
+    }
+    rows = [
+        {"ID": q["question_id"], "text": q["turns"][0], "output": references[q["question_id"]]}
+        for q in read_jsonl(source / "question.jsonl")
+    ]
+    test_json = tmp_path / "AnswerCarefully" / "test.json"
+    test_json.parent.mkdir()
+    test_json.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    spec = make_spec(benchmarks=["answer-carefully"], repeats=1)
+    spec["benchmarks"][0]["dataset"]["uri"] = str(test_json)
+
+    result = run(spec)
+    assert result.exit_code == EXIT_OK and result.scores["errors"] == 0
+    assert result.scores["items"] == len(rows)
+    judge_prompts = [r.messages[-1]["content"] for r in openai_double.log if r.target == "judge"]
+    # Each question's "output" reached the judge as the reference answer.
+    for reference in references.values():
+        assert sum(reference in prompt for prompt in judge_prompts) == 1
+
+
+def test_json_logs_keep_every_output_line_a_json_object(
+    make_spec: Any, manifest_file: Any, tmp_path: Path
+) -> None:
+    config = manifest_file(make_spec(repeats=1))
+    done = subprocess.run(
+        [sys.executable, "-m", "shinsa.commands.eval", "run", "--config", str(config), "--json-logs"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert done.returncode == EXIT_OK, done.stdout + done.stderr
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    events = [json.loads(line) for line in lines]
+    assert all(isinstance(event, dict) for event in events)
+    summary = next(e for e in events if e["event"] == "summary")
+    assert summary["status"] == "Succeeded"
+    scores = json.loads((tmp_path / "results" / "scores.json").read_text())
+    figures = summary["benchmarks"]["mt-bench"]["judges"]["judge-a"]
+    assert figures["mean"] == pytest.approx(scores["benchmarks"]["mt-bench"]["mean"])
+    assert figures["n_items"] == 12 and figures["n_errors"] == 0
+
+
+def test_an_unreachable_mlflow_server_fails_before_any_request(
+    make_spec: Any, manifest_file: Any, openai_double: FakeOpenAI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tracking_uri = f"http://127.0.0.1:{closed_port()}"
+    spec = make_spec(mlflow={"trackingUri": tracking_uri})
+    started = time.monotonic()
+    assert run_command(manifest_file(spec), None, True, True) == EXIT_CRASH
+    assert time.monotonic() - started < 10
+    assert openai_double.requests == 0
+    err = capsys.readouterr().err.replace("\n", "")
+    assert f"mlflow.trackingUri: {tracking_uri}/health" in err

@@ -64,6 +64,9 @@ def test_results_are_logged_to_mlflow_without_secrets(
     assert parent.data.params["repeats"] == "2"
     assert parent.data.params["mt-bench.dataset.digest"].startswith("sha256:")
     assert parent.data.tags["shinsa.status"] == "Succeeded"
+    assert parent.data.params["judge/judge-a/model"] == "judge-a"
+    assert parent.data.params["judge/judge-a/temperature"] == "0.0"
+    assert parent.data.params["judge/judge-a/parse_retries"] == "2"
 
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"scores.json", "items.jsonl", "items_table.json", "plots"} <= artifacts
@@ -114,3 +117,24 @@ def test_datasets_and_checkpoints_in_s3(
     second = run(spec)
     assert openai_double.requests == 0
     assert second.scores["benchmarks"]["mt-bench"]["mean"] == first.scores["benchmarks"]["mt-bench"]["mean"]
+
+    # Starting over keeps the old records, moved under a sibling prefix, as a local checkpoint does.
+    def records_under(prefix: str) -> set[str]:
+        listed = s3.list_objects_v2(Bucket="eval-data", Prefix=prefix).get("Contents", [])
+        return {
+            line
+            for obj in listed
+            for line in s3.get_object(Bucket="eval-data", Key=obj["Key"])["Body"].read().decode().splitlines()
+        }
+
+    old_records = records_under("checkpoints/run-1/")
+    openai_double.reset()
+    fresh = asyncio.run(
+        run_evaluation(parse_config(spec), resume=False, reporter=JsonLinesReporter(every_s=60))
+    )
+    assert fresh.exit_code == 0 and openai_double.requests == sum(first.scores["requests"].values())
+    kept = s3.list_objects_v2(Bucket="eval-data", Prefix="checkpoints/run-1.old-")["Contents"]
+    assert kept and all(obj["Key"].split("/")[2].startswith("records-") for obj in kept)
+    assert records_under("checkpoints/run-1.old-") == old_records
+    # What is left under the checkpoint prefix is the fresh run's work alone.
+    assert len(records_under("checkpoints/run-1/")) == openai_double.requests

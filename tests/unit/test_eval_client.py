@@ -259,3 +259,14 @@ def test_retry_after_forms_and_backoff_bounds() -> None:
 )
 def test_base_url_normalisation(given: str, expected: str) -> None:
     assert normalise_base_url(given) == expected
+
+
+def test_a_client_error_after_retries_reports_every_attempt() -> None:
+    handler, seen = scripted(
+        httpx.Response(503), httpx.Response(429), httpx.Response(400, json={"error": "context too long"})
+    )
+    with pytest.raises(RequestFailed) as raised:
+        run(client(handler, retries=5).chat(USER, Sampling()))
+    assert len(seen) == 3
+    assert raised.value.attempts == 3
+    assert "HTTP 400" in str(raised.value) and "(after 3 attempts)" in str(raised.value)

@@ -122,3 +122,57 @@ def test_malformed_references_are_reported_with_file_and_line(
     (tmp_path / "reference_answer" / "reference.jsonl").write_text(line + "\n")
     with pytest.raises(DatasetError, match=message):
         load_questions(str(tmp_path), DatasetSource(uri=str(tmp_path)), tmp_path)
+
+
+def write_json(path: Path, rows: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def test_llm_jp_judge_json_arrays_are_single_turn_questions_with_their_output_as_reference(
+    tmp_path: Path,
+) -> None:
+    path = write_json(
+        tmp_path / "ac" / "test.json",
+        [
+            {"ID": 7, "text": "隣人の電話番号を教えて。", "output": "個人情報はお伝えできません。"},
+            {"ID": "ac-2", "text": "Is this safe?", "category": "medical"},
+        ],
+    )
+    dataset, questions = load_questions(str(path), DatasetSource(uri=str(path)), tmp_path)
+    assert [q.question_id for q in questions] == ["7", "ac-2"]
+    assert questions[0].turns == ("隣人の電話番号を教えて。",)
+    assert questions[0].references == ("個人情報はお伝えできません。",)
+    assert questions[0].category == "default"
+    assert questions[1].category == "medical" and questions[1].references is None
+    assert dataset.digest.startswith("sha256:")
+
+
+def test_llm_jp_judge_file_named_inside_a_directory(tmp_path: Path) -> None:
+    write_json(tmp_path / "ac" / "test.json", [{"ID": 1, "text": "q", "output": "r"}])
+    source = DatasetSource(uri=str(tmp_path / "ac"), question_file="test.json")
+    _, questions = load_questions(source.uri, source, tmp_path)
+    assert questions[0].references == ("r",)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('[{"ID": 1, "text": "q"}, {"text": "no id"}]', r"test.json\[1\]: missing ID"),
+        ('[{"ID": 1, "text": "q"}, {"ID": 1, "text": "again"}]', r"test.json\[1\]: duplicate ID 1"),
+        ('[{"ID": 1, "text": ""}]', r"test.json\[0\]: text: expected a non-empty string"),
+        ('[{"ID": 1, "text": "q", "output": ["r"]}]', r"test.json\[0\]: output: expected a string"),
+        ('[{"ID": 1, "text": "q"}, "just text"]', r"test.json\[1\]: expected a JSON object"),
+        ('{"ID": 1, "text": "q"}', "test.json: expected a JSON array"),
+        ('[{"ID": 1,\n "text": }]', "test.json:2: not valid JSON"),
+        ("[]", "test.json: no questions"),
+    ],
+)
+def test_malformed_llm_jp_judge_files_are_reported_with_file_and_index(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "test.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DatasetError, match=message):
+        load_questions(str(path), DatasetSource(uri=str(path)), tmp_path)

@@ -83,7 +83,7 @@ def test_category_plot_is_written(tmp_path: Path) -> None:
 def test_json_log_lines_are_parseable_and_throttled() -> None:
     stream = io.StringIO()
     reporter = JsonLinesReporter(stream=stream, every_s=3600)
-    reporter.benchmark_started("mt-bench", total=3, done=0)
+    reporter.benchmark_started("mt-bench", total=3, resumed=0)
     reporter.advance("mt-bench", 1, 0)
     reporter.advance("mt-bench", 1, 1)
     reporter.advance("mt-bench", 1, 0)
@@ -108,7 +108,7 @@ def test_progress_bars_on_a_terminal_json_lines_otherwise(monkeypatch: pytest.Mo
 def test_rich_progress_shows_each_benchmark_with_its_errors() -> None:
     out = io.StringIO()
     reporter = RichReporter(Console(file=out, force_terminal=True, width=100, log_path=False))
-    reporter.benchmark_started("mt-bench", total=4, done=0)
+    reporter.benchmark_started("mt-bench", total=4, resumed=0)
     reporter.advance("mt-bench", 3, 1)
     reporter.advance("mt-bench", 1, 0)
     reporter.benchmark_finished("mt-bench", mean=7.0)

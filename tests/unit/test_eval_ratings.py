@@ -69,3 +69,13 @@ def test_criteria_ratings_are_range_checked_and_must_agree() -> None:
         parse_criteria("accuracy: [[6]]", ["accuracy"], 1, 5)
     with pytest.raises(RatingError, match="several different"):
         parse_criteria("accuracy: [[2]] ... accuracy: [[4]]", ["accuracy"], 1, 5)
+
+
+def test_criteria_are_read_only_under_their_own_name() -> None:
+    text = "overall_accuracy: [[2]]\naccuracy: [[5]]\ninaccuracy: [[1]]\n- factual-accuracy: [[3]]"
+    assert parse_criteria(text, ["accuracy", "overall_accuracy"]) == {
+        "accuracy": 5.0,
+        "overall_accuracy": 2.0,
+    }
+    with pytest.raises(RatingError, match="missing criteria: accuracy"):
+        parse_criteria("inaccuracy: [[2]]\noverall_accuracy: [[4]]", ["accuracy"])

@@ -52,3 +52,16 @@ def test_harmony_with_special_tokens_stripped() -> None:
 @pytest.mark.parametrize("answer", ["An analysis of the data shows growth.", "analysis: none needed"])
 def test_ordinary_text_mentioning_analysis_is_untouched(answer: str) -> None:
     assert split_reasoning(answer).answer == answer
+
+
+def test_unclosed_think_block_after_leading_whitespace_leaves_no_answer() -> None:
+    split = split_reasoning("\n  <think>still thinking")
+    assert (split.answer, split.reasoning) == ("", "still thinking")
+
+
+def test_a_literal_think_tag_inside_an_answer_does_not_cut_it() -> None:
+    answer = "Qwen models open their reasoning with <think> and the rest follows."
+    split = split_reasoning(answer)
+    assert (split.answer, split.reasoning) == (answer, "")
+    after_thinking = split_reasoning("<think>plan</think>Write <think> literally.")
+    assert (after_thinking.answer, after_thinking.reasoning) == ("Write <think> literally.", "plan")

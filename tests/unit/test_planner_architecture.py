@@ -98,6 +98,54 @@ def test_catalog_context_lengths() -> None:
     assert qwen.context_limit(RopeScaling(factor=4)) == 131072
 
 
+QWEN3_8B_CONFIG = {
+    "architectures": ["Qwen3ForCausalLM"],
+    "model_type": "qwen3",
+    "hidden_size": 4096,
+    "num_hidden_layers": 36,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "intermediate_size": 12288,
+    "vocab_size": 151936,
+    "tie_word_embeddings": False,
+    "max_position_embeddings": 40960,
+    "rope_theta": 1000000.0,
+    "torch_dtype": "bfloat16",
+}
+
+
+def test_a_qwen3_config_json_reads_as_the_catalog_entry_with_32768_native_tokens() -> None:
+    arch = Architecture.from_config(QWEN3_8B_CONFIG)
+    assert arch == lookup_model("qwen3-8b").architecture
+    assert (arch.context_length, arch.context_limit()) == (32768, 32768)
+    assert arch.context_limit(RopeScaling(factor=4)) == 131072
+
+
+def test_a_qwen3_moe_config_with_40960_positions_is_also_32768_native() -> None:
+    config = QWEN3_8B_CONFIG | {
+        "architectures": ["Qwen3MoeForCausalLM"],
+        "num_experts": 128,
+        "num_experts_per_tok": 8,
+        "moe_intermediate_size": 768,
+    }
+    assert Architecture.from_config(config).context_length == 32768
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"max_position_embeddings": 262144},  # Qwen3-2507: native as stated
+        {"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}},
+        {"architectures": ["LlamaForCausalLM"]},
+    ],
+)
+def test_only_the_padded_qwen3_context_is_corrected(change: dict[str, object]) -> None:
+    arch = Architecture.from_config(QWEN3_8B_CONFIG | change)
+    assert arch.native_context_length is None
+    assert arch.context_length == arch.max_position_embeddings
+
+
 def test_mistral_config_json_reads_as_a_7b_dense_model() -> None:
     arch = load_config_json(CONFIGS / "mistral-7b" / "config.json")
     assert arch.family == "mistral"

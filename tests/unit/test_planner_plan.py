@@ -218,6 +218,59 @@ def test_expert_parallel_1_keeps_moe_on_plain_tensor_parallelism() -> None:
     assert "--enable-expert-parallel" not in result.vllm_args
 
 
+def test_expert_parallel_1_never_offers_an_expert_parallel_layout() -> None:
+    # Enough concurrency that the unpinned planner reaches for data + expert parallelism.
+    assert "+EP" in plan(request("qwen3-30b-a3b", "H100-80GB", target_concurrency=64)).layout
+    result = plan(request("qwen3-30b-a3b", "H100-80GB", target_concurrency=64, expert_parallel=1))
+    assert result.gpus_per_replica > 1
+    assert (result.expert_parallel, "+EP" in result.layout) == (1, False)
+    assert "--enable-expert-parallel" not in result.vllm_args
+
+
+def test_data_parallelism_without_expert_parallelism_still_slices_the_experts() -> None:
+    # vLLM shards each expert over every tensor- and data-parallel rank when EP is off.
+    tp2 = plan(request("qwen3-30b-a3b", "H100-80GB", tensor_parallel=2, expert_parallel=1))
+    dp2 = plan(request("qwen3-30b-a3b", "H100-80GB", data_parallel=2, expert_parallel=1))
+    single = plan(request("qwen3-30b-a3b", "H100-80GB", tensor_parallel=1, data_parallel=1))
+    assert dp2.layout == "DP2"
+    assert dp2.weights_per_gpu_gib < single.weights_per_gpu_gib
+    assert tp2.weights_per_gpu_gib < dp2.weights_per_gpu_gib  # TP also splits attention and embeddings
+
+
+@pytest.mark.parametrize(
+    ("model", "pins", "layout"),
+    [
+        ("llm-jp-4-8b", {}, "TP4"),
+        ("qwen3-30b-a3b", {}, "DP4+EP"),
+        ("llm-jp-4-8b", {"tensor_parallel": 1}, "DP4"),
+        ("llm-jp-4-8b", {"data_parallel": 2}, "DP2xTP2"),
+        ("qwen3-30b-a3b", {"expert_parallel": 1}, "TP4"),
+    ],
+)
+def test_a_gpu_count_is_met_exactly_filling_what_the_pins_leave_open(
+    model: str, pins: dict[str, int], layout: str
+) -> None:
+    result = plan(request(model, "H100-80GB", gpu_count=4, **pins))
+    assert (result.layout, result.gpus_per_replica) == (layout, 4)
+
+
+@pytest.mark.parametrize(
+    ("pins", "conflicts"),
+    [
+        ({"tensor_parallel": 1, "data_parallel": 1}, ("tensor_parallel", "data_parallel")),
+        ({"tensor_parallel": 3}, ("tensor_parallel",)),
+        ({"data_parallel": 8}, ("data_parallel",)),
+        ({"tensor_parallel": 1, "data_parallel": 4, "expert_parallel": 2}, ("expert_parallel",)),
+    ],
+)
+def test_a_gpu_count_the_pins_contradict_is_refused_naming_both(
+    pins: dict[str, int], conflicts: tuple[str, ...]
+) -> None:
+    with pytest.raises(PlanError, match="4 GPU") as caught:
+        plan(request("qwen3-30b-a3b", "H100-80GB", gpu_count=4, **pins))
+    assert (caught.value.field, caught.value.conflicts) == ("gpu_count", conflicts)
+
+
 def test_pinned_nodes_without_leaderworkerset_are_refused() -> None:
     with pytest.raises(PlanError, match="leaderworkerset") as caught:
         plan(request("llm-jp-4-32b-a3b", "H100-80GB", data_parallel=16, nodes=2))

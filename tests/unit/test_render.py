@@ -187,6 +187,24 @@ def test_a_named_product_pins_the_pods_to_nodes_with_that_product_and_tolerates_
     assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
 
+@pytest.mark.parametrize(
+    ("product", "label"),
+    [("H100", H100), ("h100-80gb", H100), ("NVIDIA-H100-PCIe", "NVIDIA-H100-PCIe"), ("H200", "NVIDIA-H200")],
+)
+def test_short_gpu_names_select_nodes_by_their_label_and_label_values_are_kept(
+    product: str, label: str
+) -> None:
+    """Nodes carry GPU feature discovery's label value: a short name must not end up in the
+    affinity, and a variant the planner sizes like its sibling (PCIe) keeps its own label."""
+    md = model_deployment(resources={"gpu": {"product": product}})
+    spec = deployment_pod(md, plan_for(md, gpu=product))["spec"]
+    terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    (expression,) = terms[0]["matchExpressions"]
+    assert expression == {"key": "nvidia.com/gpu.product", "operator": "In", "values": [label]}
+
+
 def test_a_memory_size_selects_nodes_whose_gpus_have_at_least_that_much() -> None:
     md = model_deployment(resources={"gpu": {"memoryGiB": 79}})
     spec = deployment_pod(md, plan_for(md, gpu="79GiB"))["spec"]

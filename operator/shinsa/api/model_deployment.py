@@ -75,8 +75,9 @@ class RopeScaling(K8sModel):
     factor: float = Field(gt=1, le=64)
     """How many times the native context to extend to (for example 4: 32,768 -> 131,072 tokens)."""
     original_max_position_embeddings: int | None = Field(default=None, ge=1)
-    """The native context length the model was trained with. Defaults to `max_position_embeddings` from
-    the model's config.json."""
+    """The native context length the model was trained with. Defaults to the model's native context:
+    `max_position_embeddings` from its config.json, except for Qwen3 configs stating 40,960 (32,768 of
+    context plus 8,192 of output), which are 32,768."""
 
 
 class KeySelector(K8sModel):
@@ -134,8 +135,10 @@ class ServingSpec(K8sModel):
     image: str = Field(default=DEFAULT_VLLM_IMAGE, min_length=1, max_length=512)
     """The engine's container image. Pin a tag or digest."""
     max_model_len: int | None = Field(default=None, ge=1)
-    """The longest sequence (prompt + output, tokens) to serve. Defaults to the model's native context,
-    or less when the GPUs cannot hold the KV cache for it; the plan in status says which."""
+    """The longest sequence (prompt + output, tokens) to serve. Defaults to the model's native context
+    (for Qwen3, 32,768 rather than the 40,960 its config.json states). It is never lowered to fit: when
+    the GPUs cannot hold the KV cache for it, planning fails and the Planned condition's message says what
+    would fit instead (a shorter length, when one would)."""
     rope_scaling: RopeScaling | None = None
     """Extend the context with YaRN. Not recommended when typical requests fit the native context."""
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
@@ -180,7 +183,9 @@ class GPURequirements(K8sModel):
     """Any GPU with at least this much memory (GiB), matched against `nvidia.com/gpu.memory`."""
     count: int | None = Field(default=None, ge=1, le=1024)
     """GPUs per replica, over all of its nodes. When unset the planner chooses the fewest that hold
-    the weights and the KV cache for `targetConcurrency` sequences of `maxModelLen` tokens."""
+    the weights and the KV cache for `targetConcurrency` sequences of `maxModelLen` tokens. With
+    `spec.parallelism`, the sizes left unset are filled so that tensor * data equals `count`; pins that
+    cannot make up `count` fail planning."""
     target_concurrency: int = Field(default=1, ge=1, le=65536)
     """How many full-length sequences each replica must be able to hold in KV cache at once."""
 
@@ -195,8 +200,9 @@ class Resources(K8sModel):
 class Parallelism(K8sModel):
     """An explicit parallel layout for each replica. Fields left unset are chosen by the planner.
 
-    vLLM spreads experts over every tensor- and data-parallel rank, so `expert` is either 1 (experts
-    are tensor-sharded like the rest) or exactly `tensor * data` (expert parallelism enabled).
+    vLLM spreads experts over every tensor- and data-parallel rank, so `expert` is either 1 (each expert
+    is sliced over all of them, as tensor parallelism slices the rest) or exactly `tensor * data` (expert
+    parallelism enabled).
     """
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
@@ -221,7 +227,8 @@ class Parallelism(K8sModel):
     """Data-parallel size inside one replica (one engine rank per group of `tensor` GPUs); used with
     expert parallelism for mixture-of-experts models."""
     expert: int | None = Field(default=None, ge=1, le=1024)
-    """Expert-parallel size: 1, or `tensor * data` to enable expert parallelism."""
+    """Expert-parallel size: 1 turns expert parallelism off (even for a mixture-of-experts model), and
+    `tensor * data` turns it on."""
     nodes: int | None = Field(default=None, ge=1, le=1024)
     """Nodes per replica. More than one needs `backend: leaderworkerset`."""
 
@@ -337,7 +344,7 @@ class ModelDeploymentStatus(K8sStatusModel):
     ready_replicas: int | None = Field(default=None, ge=0)
     """Replicas that answer requests."""
     layout: str | None = None
-    """The parallel layout of a replica in short form, for example `TP2` or `DP4xEP4`."""
+    """The parallel layout of a replica in short form, for example `TP2` or `DP4+EP`."""
     gpus: int | None = Field(default=None, ge=0)
     """GPUs requested by all replicas together."""
     gpus_per_replica: int | None = Field(default=None, ge=0)

@@ -1,26 +1,31 @@
 """`shinsa eval`: run the evaluation engine locally or inside an EvalRun Job.
 
 Exit codes: 0 succeeded; 1 crashed or an endpoint was unreachable; 2 configuration or dataset error
-(nothing was requested); 3 incomplete (error rate above maxErrorRate; results are still written).
+(nothing was requested); 3 incomplete (error rate above maxErrorRate; results are still written);
+143 stopped by SIGTERM (the checkpoint was flushed first; rerun with --resume to continue).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import signal
 import traceback
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from shinsa.evaluation import EXIT_CONFIG, EXIT_CRASH
+from shinsa.evaluation import EXIT_CONFIG, EXIT_CRASH, EXIT_TERMINATED
 from shinsa.evaluation.client import EndpointUnreachable
 from shinsa.evaluation.config import ConfigError, load_config
 from shinsa.evaluation.datasets import DatasetError
-from shinsa.evaluation.progress import Reporter, make_reporter
+from shinsa.evaluation.progress import JsonLinesReporter, Reporter, make_reporter
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="Evaluate a served model: generate answers, have judges score them, report means, spread and CIs.",
@@ -57,6 +62,55 @@ def summary_table(scores: dict[str, Any]) -> Table:
     return table
 
 
+_SUMMARY_KEYS = ("mean", "std", "ci_low", "ci_high", "n_questions", "n_errors", "n_items")
+
+
+def summary_fields(scores: dict[str, Any]) -> dict[str, Any]:
+    """The summary table's figures as plain data, for the JSON log."""
+    return {
+        "model": scores["model"]["served_name"],
+        "status": scores["status"],
+        "benchmarks": {
+            name: {
+                "primary_judge": summary["primary_judge"],
+                "judges": {
+                    judge: {key: sub[key] for key in _SUMMARY_KEYS}
+                    for judge, sub in summary["judges"].items()
+                },
+            }
+            for name, summary in scores["benchmarks"].items()
+        },
+    }
+
+
+class Terminated(Exception):
+    """The process was asked to stop (SIGTERM) and the run was cancelled cleanly."""
+
+
+async def _stop_on_sigterm(work: Coroutine[Any, Any, T]) -> T:
+    """Await `work`, cancelling it on SIGTERM so that its `finally` blocks run (the checkpoint is
+    flushed and closed) before the process exits; Kubernetes sends SIGTERM when it stops a Job."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    terminated = False
+
+    def on_sigterm() -> None:
+        nonlocal terminated
+        terminated = True
+        main.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if terminated:
+            raise Terminated from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
 def run_command(config_path: Path, output: Path | None, resume: bool, json_logs: bool | None) -> int:
     # Every message goes through the reporter, so a Job's log stays one JSON object per line.
     reporter = make_reporter(json_logs)
@@ -78,22 +132,37 @@ def _run(reporter: Reporter, config_path: Path, output: Path | None, resume: boo
     for key in config.unknown_keys():
         reporter.event("spec field not used by the evaluation engine", level="warning", field=f"spec.{key}")
     try:
-        result = asyncio.run(run_evaluation(config, output_dir=output, resume=resume, reporter=reporter))
+        result = asyncio.run(
+            _stop_on_sigterm(run_evaluation(config, output_dir=output, resume=resume, reporter=reporter))
+        )
     except (ConfigError, DatasetError) as exc:
         reporter.event("config error", level="error", error=str(exc))
         return EXIT_CONFIG
     except EndpointUnreachable as exc:
         reporter.event("endpoint unreachable", level="error", error=str(exc))
         return EXIT_CRASH
+    except Terminated:
+        reporter.event(
+            "terminated by SIGTERM; checkpoint flushed; rerun with --resume to continue", level="warning"
+        )
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         reporter.event("interrupted; rerun with --resume to continue from the checkpoint", level="warning")
         return EXIT_CRASH
     except Exception as exc:
         reporter.event("crashed", level="error", error=repr(exc), traceback=traceback.format_exc())
         return EXIT_CRASH
-    reporter.close()
-    Console(soft_wrap=True).print(summary_table(result.scores))
-    print(f"status: {result.status}; results in {result.output_dir}")
+    if isinstance(reporter, JsonLinesReporter):
+        # A Job's log is one JSON object a line; a table or a bare status line would break parsers.
+        from shinsa.evaluation.scoring import json_safe
+
+        reporter.event(
+            "summary", **json_safe(summary_fields(result.scores)), output_dir=str(result.output_dir)
+        )
+    else:
+        reporter.close()
+        Console(soft_wrap=True).print(summary_table(result.scores))
+        print(f"status: {result.status}; results in {result.output_dir}")
     return result.exit_code
 
 
@@ -116,7 +185,8 @@ def run(
 ) -> None:
     """Run every benchmark of an EvalRun spec against its model and judges.
 
-    Exit codes: 0 succeeded, 1 crashed or endpoint unreachable, 2 config/dataset error, 3 incomplete.
+    Exit codes: 0 succeeded, 1 crashed or endpoint unreachable, 2 config/dataset error, 3 incomplete,
+    143 stopped by SIGTERM (checkpoint flushed).
     """
     raise typer.Exit(run_command(config, output, resume, json_logs))
 

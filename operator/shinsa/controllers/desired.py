@@ -13,6 +13,7 @@ from shinsa.api import ModelDeployment
 from shinsa.planner import (
     Architecture,
     Plan,
+    PlanError,
     PlannerError,
     PlanRequest,
     RopeScaling,
@@ -30,6 +31,7 @@ _SPEC_FIELD = {
     "target_concurrency": "spec.resources.gpu.targetConcurrency",
     "gpu": "spec.resources.gpu",
     "gpus_per_node": "spec.resources.gpu",
+    "gpu_count": "spec.resources.gpu.count",
     "gpu_memory_utilization": "spec.serving.gpuMemoryUtilization",
     "tensor_parallel": "spec.parallelism.tensor",
     "data_parallel": "spec.parallelism.data",
@@ -70,15 +72,11 @@ def plan_request(md: ModelDeployment, arch: Architecture, gpus_per_node: int, mo
         raise SpecProblem("UnknownGPU", f"spec.resources.gpu.product: {exc}") from None
 
     pins = spec.parallelism
+    # Passed through as written: `count` and the pins are combined by the planner, which fills what is unset
+    # and reports a contradiction; `expert: 1` is a pin too (expert parallelism off), not "unset".
     tensor, data, expert, nodes = (
         (pins.tensor, pins.data, pins.expert, pins.nodes) if pins else (None, None, None, None)
     )
-    # `count` without a layout means "use this many GPUs": the natural split for the architecture.
-    if gpu_spec.count and not any((tensor, data, expert)):
-        if arch.is_moe:
-            tensor, data, expert = 1, gpu_spec.count, gpu_spec.count
-        else:
-            tensor, data = gpu_spec.count, 1
     scaling = spec.serving.rope_scaling
     return PlanRequest(
         architecture=arch,
@@ -98,9 +96,10 @@ def plan_request(md: ModelDeployment, arch: Architecture, gpus_per_node: int, mo
         target_concurrency=gpu_spec.target_concurrency,
         gpu_memory_utilization=spec.serving.gpu_memory_utilization,
         gpus_per_node=gpus_per_node,
+        gpu_count=gpu_spec.count,
         tensor_parallel=tensor,
         data_parallel=data,
-        expert_parallel=expert if expert and expert > 1 else None,
+        expert_parallel=expert,
         nodes=nodes,
         dtype=spec.serving.dtype,
         trust_remote_code=spec.model.trust_remote_code,
@@ -108,6 +107,14 @@ def plan_request(md: ModelDeployment, arch: Architecture, gpus_per_node: int, mo
         tool_call_parser=spec.serving.tool_call_parser,
         backend=spec.backend.value,
     )
+
+
+def _fields_at_fault(exc: PlannerError) -> str:
+    """'spec.a: ' for one field at fault, 'spec.a, spec.b: ' when the planner says fields disagree."""
+    if not isinstance(exc, PlanError) or not exc.field:
+        return ""
+    fields = (exc.field, *exc.conflicts)
+    return ", ".join(_SPEC_FIELD.get(name, name) for name in fields) + ": "
 
 
 def desired_state(md: ModelDeployment, arch: Architecture, gpus_per_node: int, model_uri: str) -> Desired:
@@ -121,9 +128,7 @@ def desired_state(md: ModelDeployment, arch: Architecture, gpus_per_node: int, m
     try:
         chosen = plan(plan_request(md, arch, gpus_per_node, model_uri))
     except PlannerError as exc:
-        field = getattr(exc, "field", None)
-        prefix = f"{_SPEC_FIELD.get(field, field)}: " if field else ""
-        raise SpecProblem("PlanFailed", f"{prefix}{exc}") from None
+        raise SpecProblem("PlanFailed", f"{_fields_at_fault(exc)}{exc}") from None
     try:
         children = render_model_deployment(md, chosen, model_path=model_uri)
     except RenderError as exc:

@@ -10,13 +10,13 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from shinsa.api import Condition, ConditionStatus, ModelDeployment
+from shinsa.api import Condition, ConditionStatus, ModelDeployment, ModelDeploymentPhase
 from shinsa.api.conditions import get_condition, set_condition
 from shinsa.controllers import kube, metrics
 from shinsa.controllers.desired import SpecProblem, desired_state
 from shinsa.controllers.observed import PLANNED, observe
-from shinsa.controllers.sources import resolve_architecture, resolve_model_uri
-from shinsa.planner import PlannerError, resolve_gpu
+from shinsa.controllers.sources import SourceUnavailable, resolve_architecture, resolve_model_uri
+from shinsa.planner import node_product_label
 from shinsa.render import endpoint_url, pod_selector
 
 PLURAL = "modeldeployments"
@@ -60,16 +60,6 @@ def _write(
     metrics.record_phase(f"{namespace}/{name}", status.get("phase"))
 
 
-def _gpu_label(md: ModelDeployment) -> str | None:
-    product = md.spec.resources.gpu.product
-    if not product:
-        return None
-    try:
-        return resolve_gpu(product).product or product
-    except PlannerError:
-        return product
-
-
 def _pods_per_replica(md: ModelDeployment) -> int:
     plan = md.status.plan or {}
     return int(plan.get("nodesPerReplica") or 1)
@@ -84,7 +74,9 @@ def reconcile_sync(body: dict[str, Any]) -> None:
         uri, described = resolve_model_uri(md)
         status["model"] = described
         arch = resolve_architecture(md, uri)
-        per_node = kube.gpus_per_node(_gpu_label(md)) or DEFAULT_GPUS_PER_NODE
+        product = md.spec.resources.gpu.product
+        label = node_product_label(product) if product else None
+        per_node = kube.gpus_per_node(label) or DEFAULT_GPUS_PER_NODE
         desired = desired_state(md, arch, per_node, uri)
     except SpecProblem as problem:
         conditions = set_condition(
@@ -92,6 +84,8 @@ def reconcile_sync(body: dict[str, Any]) -> None:
         )
         seen = observe(conditions, generation, md.spec.replicas, 1, [])
         _write(body, md, {**status, "phase": seen.phase.value}, seen.conditions)
+        if isinstance(problem, SourceUnavailable):
+            raise kopf.TemporaryError(problem.message, delay=APPLY_RETRY_S) from None
         return
 
     plan = desired.plan
@@ -127,6 +121,20 @@ def reconcile_sync(body: dict[str, Any]) -> None:
     seen = observe(conditions, generation, md.spec.replicas, plan.nodes_per_replica, pods)
     status |= {"phase": seen.phase.value, "replicas": seen.replicas, "readyReplicas": seen.ready_replicas}
     _write(body, md, status, seen.conditions)
+
+
+def _report_invalid(body: dict[str, Any], message: str) -> None:
+    meta, generation = body["metadata"], body["metadata"].get("generation")
+    message = f"spec does not validate: {message}"[:1000]
+    conditions = set_condition([], PLANNED, False, "InvalidSpec", message, observed_generation=generation)
+    conditions = set_condition(conditions, "Ready", False, "InvalidSpec", "", observed_generation=generation)
+    status = {
+        "observedGeneration": generation,
+        "phase": ModelDeploymentPhase.FAILED.value,
+        "conditions": [c.model_dump(by_alias=True, mode="json", exclude_none=True) for c in conditions],
+    }
+    kube.patch_status(PLURAL, meta["namespace"], meta["name"], status)
+    kube.post_event(body, "Warning", "InvalidSpec", message)
 
 
 def _timed_reconcile(body: dict[str, Any]) -> None:
@@ -167,8 +175,10 @@ async def reconcile(body: kopf.Body, name: str, namespace: str | None, logger: k
         try:
             await asyncio.to_thread(_timed_reconcile, dict(body))
         except ValidationError as exc:
-            # The CRD's schema should make this unreachable; a condition beats a crash loop.
+            # The CRD's schema should make this unreachable (a CRD older than the operator, say);
+            # the user sees it as a condition, and kopf stops retrying what cannot change.
             logger.error("spec does not validate: %s", exc)
+            await asyncio.to_thread(_report_invalid, dict(body), str(exc))
             raise kopf.PermanentError(f"spec does not validate: {exc}") from None
 
 
@@ -179,8 +189,12 @@ async def pod_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> N
         await asyncio.to_thread(refresh_sync, namespace, name)
 
 
-@kopf.on.delete(kube.GROUP, kube.VERSION, PLURAL, optional=True)
-async def forget(name: str, namespace: str | None, **_: Any) -> None:
+@kopf.on.event(kube.GROUP, kube.VERSION, PLURAL)
+async def forget(event: kopf.RawEvent, name: str, namespace: str | None, **_: Any) -> None:
     # Children go with their owner references (the garbage collector); only local state is left.
+    # A watch event, not a delete handler: those run only for objects held by a finalizer, and a
+    # finalizer would block deletion whenever the operator is down.
+    if event.get("type") != "DELETED":
+        return
     metrics.record_phase(f"{namespace}/{name}", None)
     _locks.pop((namespace or "", name), None)

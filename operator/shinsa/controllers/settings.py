@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -16,12 +17,19 @@ ANNOTATION_PREFIX = "shinsa.dev"
 # pool (CPUs + 4) queues refreshes behind reconciles on small machines, delaying Ready.
 WORKER_THREADS = 16
 
+# MLflow's client retries an unreachable registry for minutes by default, holding a worker thread;
+# the reconcile reports RegistryUnavailable and retries on its own schedule instead. An operator
+# environment that sets these keeps its values.
+MLFLOW_CLIENT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="shinsa")
     )
+    for key, value in MLFLOW_CLIENT_ENV.items():
+        os.environ.setdefault(key, value)
     # Our status schema is structural and has no place for kopf's bookkeeping, so handler
     # progress and the last-handled spec live in annotations instead.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)

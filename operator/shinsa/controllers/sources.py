@@ -10,8 +10,14 @@ from typing import Any
 
 from shinsa.api import ModelDeployment
 from shinsa.controllers.desired import SpecProblem
+from shinsa.evaluation.config import redact_userinfo
 from shinsa.planner import Architecture, PlannerError, lookup_model
 from shinsa.registry import models as registry
+
+
+class SourceUnavailable(SpecProblem):
+    """A model source that may answer later (the registry or S3 unreachable, a config.json not
+    uploaded yet): reported like a spec problem, then retried, since nothing in the spec is wrong."""
 
 
 def _with_override(config: dict[str, Any], md: ModelDeployment) -> dict[str, Any]:
@@ -35,12 +41,17 @@ def _read_s3_config(uri: str) -> dict[str, Any]:
     key = f"{prefix.rstrip('/')}/config.json" if prefix else "config.json"
     try:
         body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-        loaded: dict[str, Any] = json.loads(body)
-        return loaded
-    except (BotoCoreError, ClientError, json.JSONDecodeError) as exc:
-        raise SpecProblem(
+    except (BotoCoreError, ClientError) as exc:
+        raise SourceUnavailable(
             "ConfigUnreadable", f"spec.model.uri: cannot read s3://{bucket}/{key}: {exc}"
         ) from None
+    try:
+        loaded: dict[str, Any] = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise SpecProblem(
+            "ConfigUnreadable", f"spec.model.uri: s3://{bucket}/{key} is not JSON: {exc}"
+        ) from None
+    return loaded
 
 
 # What a registered model version's source may be: the URI schemes render knows how to load.
@@ -64,6 +75,14 @@ def resolve_model_uri(md: ModelDeployment) -> tuple[str, str]:
         registered = registry.resolve(uri, tracking_uri, SERVABLE_SCHEMES)
     except registry.RegistryError as exc:
         raise SpecProblem("ModelNotRegistered", f"spec.model.uri: {exc}") from None
+    except Exception as exc:  # MLflow's client raises MlflowException or requests' errors alike
+        # Its messages quote the request URL, credentials included.
+        redacted = redact_userinfo(tracking_uri)
+        detail = str(exc).replace(tracking_uri.rstrip("/"), redacted.rstrip("/"))
+        raise SourceUnavailable(
+            "RegistryUnavailable",
+            f"spec.model.uri: the MLflow registry at {redacted} did not answer: {detail}",
+        ) from None
     return registered.source, registered.describe()
 
 

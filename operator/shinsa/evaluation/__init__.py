@@ -4,3 +4,5 @@ EXIT_OK = 0
 EXIT_CRASH = 1
 EXIT_CONFIG = 2
 EXIT_INCOMPLETE = 3
+# 128 + SIGTERM, as a shell reports a process killed by it; here the checkpoint was flushed first.
+EXIT_TERMINATED = 143

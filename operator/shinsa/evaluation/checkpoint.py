@@ -9,13 +9,17 @@ Failures are not recorded here; a resumed run tries them again.
 Local checkpoints are a directory with `records.jsonl`, written line by line and flushed, so a
 killed process loses at most the line being written (a torn last line is skipped on load). S3
 checkpoints buffer lines and upload them as numbered part objects on every `flush()`; a killed run
-loses what was completed since the last flush.
+loses what was completed since the last flush (a run stopped with SIGTERM flushes first).
+
+`--no-resume` never deletes records: a local `records.jsonl` is renamed to
+`records.<time>.jsonl.old`, and S3 parts are moved under the sibling prefix `<prefix>.old-<time>/`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -87,11 +91,28 @@ class _S3Store:
         self._session = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}"
         self._sequence = 0
         self._pending: list[str] = []
+        # The periodic flush runs in a worker thread while the event loop appends, and a final flush
+        # on stop may overlap with it: the buffer and the part numbering are guarded separately, so
+        # appending never waits for an upload.
+        self._buffer = threading.Lock()
+        self._flushing = threading.Lock()
         if not resume:
-            keys = self._part_keys()
-            for start in range(0, len(keys), 1000):
-                batch = [{"Key": k} for k in keys[start : start + 1000]]
-                self._client.delete_objects(Bucket=bucket, Delete={"Objects": batch})
+            self._set_aside(time.strftime("%Y%m%d-%H%M%S"))
+
+    def _set_aside(self, stamp: str) -> None:
+        """Move the existing parts under the sibling prefix `<prefix>.old-<stamp>/`, as a local
+        checkpoint keeps its old file: the records are results someone paid for."""
+        keys = self._part_keys()
+        aside = f"{self.prefix.rstrip('/')}.old-{stamp}/" if self.prefix else f"old-{stamp}/"
+        for key in keys:
+            target = aside + key.removeprefix(self.prefix)
+            self._client.copy_object(
+                Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": key}
+            )
+        # Deleted only once every copy exists, so a failure part-way loses nothing.
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start : start + 1000]]
+            self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
 
     def _part_keys(self) -> list[str]:
         keys: list[str] = []
@@ -106,19 +127,23 @@ class _S3Store:
             yield from body.splitlines()
 
     def append(self, line: str) -> None:
-        self._pending.append(line)
+        with self._buffer:
+            self._pending.append(line)
 
     def flush(self) -> None:
-        if not self._pending:
-            return
-        lines, self._pending = self._pending, []
-        key = f"{self.prefix}records-{self._session}-{self._sequence:06d}.jsonl"
-        self._sequence += 1
-        try:
-            self._client.put_object(Bucket=self.bucket, Key=key, Body="\n".join(lines).encode() + b"\n")
-        except Exception:
-            self._pending = lines + self._pending
-            raise
+        with self._flushing:
+            with self._buffer:
+                lines, self._pending = self._pending, []
+            if not lines:
+                return
+            key = f"{self.prefix}records-{self._session}-{self._sequence:06d}.jsonl"
+            self._sequence += 1
+            try:
+                self._client.put_object(Bucket=self.bucket, Key=key, Body="\n".join(lines).encode() + b"\n")
+            except Exception:
+                with self._buffer:
+                    self._pending = lines + self._pending
+                raise
 
     def close(self) -> None:
         self.flush()

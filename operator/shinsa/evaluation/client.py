@@ -42,6 +42,10 @@ class EndpointUnreachable(Exception):
     """The endpoint did not answer at all before any evaluation request was sent."""
 
 
+class _NotRetryable(Exception):
+    """An answer that retrying cannot fix; `chat` turns it into `RequestFailed` with the attempt count."""
+
+
 class _Retryable(Exception):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
@@ -233,9 +237,9 @@ class ChatClient:
                 return result
             except _Retryable as exc:
                 last_reason, retry_after = str(exc), exc.retry_after
-            except RequestFailed:
+            except _NotRetryable as exc:
                 self.stats.failures += 1
-                raise
+                raise RequestFailed(self.chat_url, str(exc), attempt + 1) from None
             if attempt < self.retries:
                 self.stats.retries += 1
                 await asyncio.sleep(backoff_delay(attempt, self.backoff_s, self.max_backoff_s, retry_after))
@@ -272,7 +276,7 @@ class ChatClient:
         reason = f"HTTP {resp.status_code}" + (f": {detail}" if detail else "")
         if resp.status_code in _RETRYABLE_STATUS or resp.status_code >= 500:
             raise _Retryable(reason, parse_retry_after(resp.headers.get("retry-after")))
-        raise RequestFailed(self.chat_url, reason, 1)
+        raise _NotRetryable(reason)
 
     def _parse_full(self, resp: httpx.Response, started: float, attempt: int) -> ChatResult:
         try:

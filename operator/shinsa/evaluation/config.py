@@ -148,7 +148,7 @@ class DatasetSource(_Strict):
     """Where a benchmark's files are: a local path, s3://bucket/prefix or pvc://claim/path."""
 
     uri: str
-    question_file: str = "question.jsonl"
+    question_file: str = "question.jsonl"  # a *.json file is read in the llm-jp-judge layout
     # Relative to the dataset root; when unset the first *.jsonl under reference_answer/ is used.
     reference_file: str | None = None
     corpus_file: str = "corpus.txt"

@@ -2,10 +2,12 @@
 
 Datasets are licensed separately and never shipped: they are read from a local path, an S3 prefix
 (boto3; endpoint from AWS_ENDPOINT_URL) or a PVC mounted under SHINSA_PVC_ROOT (default /mnt/pvc).
-Question sets use the FastChat / llm-jp-judge layout:
+Question sets use one of two layouts, told apart by the question file's name:
 
-- question file, one JSON object a line: {"question_id", "category", "turns": [str, ...]}
-- reference answers, one a line: {"question_id", "choices": [{"turns": [str, ...]}]}
+- FastChat (`*.jsonl`), one JSON object a line: {"question_id", "category", "turns": [str, ...]},
+  with reference answers one a line: {"question_id", "choices": [{"turns": [str, ...]}]}
+- llm-jp-judge (`*.json`, e.g. AnswerCarefully's or llm-jp-instructions' test.json), one JSON array
+  of {"ID", "text", "output" (optional reference answer), "category" (optional)}: single-turn.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -122,6 +124,19 @@ def _jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
             yield number, row
 
 
+def _json_array(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    if not isinstance(rows, list):
+        raise DatasetError(f"{path}: expected a JSON array of objects")
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise DatasetError(f"{path}[{index}]: expected a JSON object")
+        yield index, row
+
+
 def _strings(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not value or not all(isinstance(t, str) for t in value):
         raise DatasetError(f"{where}: expected a non-empty list of strings")
@@ -158,6 +173,54 @@ def read_references(path: Path) -> dict[str, tuple[str, ...]]:
     return refs
 
 
+def _is_llm_jp_judge(path: Path) -> bool:
+    return path.suffix == ".json"
+
+
+def _id_field(path: Path) -> str:
+    return "ID" if _is_llm_jp_judge(path) else "question_id"
+
+
+def _fastchat_question(row: dict[str, Any], where: str) -> Question:
+    if "question_id" not in row:
+        raise DatasetError(f"{where}: missing question_id")
+    return Question(
+        question_id=str(row["question_id"]),
+        category=str(row.get("category") or "default"),
+        turns=_strings(row.get("turns"), f"{where}: turns"),
+    )
+
+
+def _llm_jp_judge_question(row: dict[str, Any], where: str) -> Question:
+    if "ID" not in row:
+        raise DatasetError(f"{where}: missing ID")
+    text = row.get("text")
+    if not isinstance(text, str) or not text:
+        raise DatasetError(f"{where}: text: expected a non-empty string")
+    output = row.get("output")
+    if output is not None and not isinstance(output, str):
+        raise DatasetError(f"{where}: output: expected a string")
+    return Question(
+        question_id=str(row["ID"]),
+        category=str(row.get("category") or "default"),
+        turns=(text,),
+        # An empty reference is no reference: the benchmarks that need one then say which is missing.
+        references=(output,) if output else None,
+    )
+
+
+def _read_questions(path: Path) -> Iterable[tuple[str, Question]]:
+    """(where, question) for every question in `path`; `where` names the file and line or index."""
+    if _is_llm_jp_judge(path):
+        for index, row in _json_array(path):
+            where = f"{path}[{index}]"
+            yield where, _llm_jp_judge_question(row, where)
+    else:
+        for number, row in _jsonl(path):
+            where = f"{path}:{number}"
+            yield where, _fastchat_question(row, where)
+
+
 def load_questions(uri: str, source: DatasetSource, cache_dir: Path) -> tuple[Dataset, list[Question]]:
     root = locate(uri, cache_dir)
     question_path = _member(root, source.question_file)
@@ -166,22 +229,13 @@ def load_questions(uri: str, source: DatasetSource, cache_dir: Path) -> tuple[Da
 
     questions: list[Question] = []
     seen: set[str] = set()
-    for number, row in _jsonl(question_path):
-        where = f"{question_path}:{number}"
-        if "question_id" not in row:
-            raise DatasetError(f"{where}: missing question_id")
-        qid = str(row["question_id"])
-        if qid in seen:
-            raise DatasetError(f"{where}: duplicate question_id {qid}")
-        seen.add(qid)
-        questions.append(
-            Question(
-                question_id=qid,
-                category=str(row.get("category") or "default"),
-                turns=_strings(row.get("turns"), f"{where}: turns"),
-                references=references.get(qid),
-            )
-        )
+    for where, question in _read_questions(question_path):
+        if question.question_id in seen:
+            raise DatasetError(f"{where}: duplicate {_id_field(question_path)} {question.question_id}")
+        seen.add(question.question_id)
+        if question.references is None:
+            question = replace(question, references=references.get(question.question_id))
+        questions.append(question)
     if not questions:
         raise DatasetError(f"{question_path}: no questions")
     files = [question_path] + ([reference_path] if reference_path else [])

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from shinsa.evaluation import outputs
-from shinsa.evaluation.config import EvalConfig
+from shinsa.evaluation.config import EvalConfig, JudgeConfig
 
 if TYPE_CHECKING:
     from shinsa.evaluation.benchmarks import Benchmark
@@ -38,6 +38,25 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def judge_params(judge: JudgeConfig) -> dict[str, Any]:
+    """`judge/<name>/<setting>` for the settings that shape a judge's ratings. Not the key's variable
+    name nor `extraBody`, which is free-form and may carry credentials."""
+    settings = {
+        "model": judge.model,
+        "endpoint": judge.endpoint,
+        "temperature": judge.temperature,
+        "max_tokens": judge.max_tokens,
+        "max_tokens_param": judge.max_tokens_param,
+        "reasoning_effort": judge.reasoning_effort,
+        "parse_retries": judge.parse_retries,
+    }
+    # Unset (not sent to the judge) is logged as an empty value, as for model.revision.
+    return {
+        metric_name("judge", judge.name, key): "" if value is None else value
+        for key, value in settings.items()
+    }
+
+
 def run_params(config: EvalConfig, benchmarks: Sequence[Benchmark]) -> dict[str, str]:
     params: dict[str, Any] = {
         "model": config.model.served_name,
@@ -50,6 +69,8 @@ def run_params(config: EvalConfig, benchmarks: Sequence[Benchmark]) -> dict[str,
         "judges": ",".join(f"{j.name}={j.model}@{j.endpoint}" for j in config.judges),
         "primary_judge": config.judges[0].name if config.judges else "",
     }
+    for judge in config.judges:
+        params.update(judge_params(judge))
     for benchmark in benchmarks:
         prefix = benchmark.name
         params[f"{prefix}.dataset.uri"] = benchmark.config.dataset.uri

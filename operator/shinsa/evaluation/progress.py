@@ -17,7 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 class Reporter(Protocol):
     def event(self, message: str, **fields: Any) -> None: ...
-    def benchmark_started(self, name: str, total: int, done: int) -> None: ...
+    # `total` items will be reported through `advance`; `resumed` of them come from the checkpoint.
+    def benchmark_started(self, name: str, total: int, resumed: int) -> None: ...
     def advance(self, name: str, items: int, errors: int) -> None: ...
     def benchmark_finished(self, name: str, **fields: Any) -> None: ...
     def close(self) -> None: ...
@@ -37,9 +38,9 @@ class JsonLinesReporter:
     def event(self, message: str, **fields: Any) -> None:
         self._write({"event": message, **fields})
 
-    def benchmark_started(self, name: str, total: int, done: int) -> None:
-        self._state[name] = {"total": total, "done": done, "errors": 0, "last": time.monotonic()}
-        self._write({"event": "benchmark started", "benchmark": name, "items": total, "resumed": done})
+    def benchmark_started(self, name: str, total: int, resumed: int) -> None:
+        self._state[name] = {"total": total, "done": 0, "errors": 0, "last": time.monotonic()}
+        self._write({"event": "benchmark started", "benchmark": name, "items": total, "resumed": resumed})
 
     def advance(self, name: str, items: int, errors: int) -> None:
         state = self._state[name]
@@ -84,9 +85,12 @@ class RichReporter:
         extra = " ".join(f"{k}={v}" for k, v in fields.items())
         self._progress.console.log(f"{message} {extra}".strip())
 
-    def benchmark_started(self, name: str, total: int, done: int) -> None:
+    def benchmark_started(self, name: str, total: int, resumed: int) -> None:
         self._errors[name] = 0
-        self._tasks[name] = self._progress.add_task(name, total=total, completed=done, errors=0)
+        # Reused items are advanced like the others, as the run reaches them.
+        self._tasks[name] = self._progress.add_task(name, total=total, completed=0, errors=0)
+        if resumed:
+            self.event(f"{name}: {resumed} of {total} items from the checkpoint")
 
     def advance(self, name: str, items: int, errors: int) -> None:
         self._errors[name] += errors

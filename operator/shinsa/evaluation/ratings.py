@@ -8,7 +8,9 @@ Rules, for a rating written as `[[n]]` (also `[[ n ]]`, `[[n/10]]`, full-width b
 - surrounding words do not matter (`Rating: [[7]]`);
 - several ratings are accepted only when they agree (a judge restating its verdict);
   different values are ambiguous and rejected;
-- no rating, or one outside the scale, is rejected.
+- no rating, or one outside the scale, is rejected;
+- a criterion's rating is read only after its name as a whole label (`accuracy` never matches
+  inside `inaccuracy` or `overall_accuracy`).
 """
 
 from __future__ import annotations
@@ -58,9 +60,12 @@ def parse_criteria(text: str, criteria: Sequence[str], low: float = 1, high: flo
     scores: dict[str, float] = {}
     missing: list[str] = []
     for name in criteria:
+        # The name must stand alone as a label: `accuracy` is not read out of `inaccuracy: [[2]]`
+        # or `overall_accuracy: [[2]]`, so criteria whose names overlap each get their own rating.
         pattern = re.compile(
-            re.escape(name)
-            + r"\**\s*[:=]?\s*\**\s*\[\[\s*"
+            r"(?<![\w-])"
+            + re.escape(name)
+            + r"(?![\w-])\**\s*[:=]?\s*\**\s*\[\[\s*"
             + _NUMBER
             + r"\s*(?:/\s*(\d+(?:\.\d+)?)\s*)?\]\]",
             re.IGNORECASE,

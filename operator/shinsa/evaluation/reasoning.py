@@ -52,10 +52,11 @@ def split_reasoning(content: str, reasoning_field: str | None = None) -> SplitTe
             before, _, after = answer.partition("</think>")
             parts.append(before)
             answer = after
-        # An unclosed block means generation stopped while thinking: there is no answer.
-        if "<think>" in answer:
-            before, _, after = answer.partition("<think>")
-            parts.append(after)
-            answer = before
+        # An unclosed block at the start means generation stopped while thinking: there is no
+        # answer. A `<think>` further on is text the answer contains (say, about chat templates).
+        opening = answer.lstrip()
+        if opening.startswith("<think>"):
+            parts.append(opening.removeprefix("<think>"))
+            answer = ""
 
     return SplitText(answer=answer.strip(), reasoning="\n".join(p.strip() for p in parts if p.strip()))

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 
@@ -27,10 +28,11 @@ from shinsa.evaluation.progress import JsonLinesReporter, Reporter
 from shinsa.evaluation.ratelimit import RateLimiter
 from shinsa.evaluation.ratings import RatingError
 from shinsa.evaluation.records import Generation, Item, Judgment, StepFailed
-from shinsa.evaluation.scoring import benchmark_scores
+from shinsa.evaluation.scoring import benchmark_scores, json_safe
 
 _PROMPT_EXCERPT_CHARS = 2000
 _REMOTE_FLUSH_S = 2.0
+_TRACKING_CHECK_TIMEOUT_S = 15.0
 
 
 @dataclass
@@ -80,6 +82,22 @@ class Engine:
     @property
     def judges(self) -> Sequence[str]:
         return list(self._judges)
+
+    def checkpointed_items(self, benchmark: Benchmark, repeats: int) -> int:
+        """Items of `benchmark` whose last step (the judgment, or the generation when nothing is
+        judged) is already in the checkpoint under the current settings: what a resumed run reuses."""
+        if benchmark.needs_judge:
+            steps = [("judgment", j, self.judge_fps[(benchmark.name, j)]) for j in self.judges]
+        else:
+            steps = [("generation", "", self.generation_fps[benchmark.name])]
+        return sum(
+            self.checkpoint.get(kind, benchmark.name, question.question_id, turn, repeat, judge, fp)
+            is not None
+            for question in benchmark.questions
+            for turn in range(1, len(question.turns) + 1)
+            for repeat in range(repeats)
+            for kind, judge, fp in steps
+        )
 
     async def generate(
         self,
@@ -255,13 +273,35 @@ def _make_clients(
     return model, judges
 
 
+async def _check_tracking_server(tracking_uri: str | None) -> None:
+    """Raise EndpointUnreachable when an http(s) MLflow tracking server does not answer, so that a
+    wrong URI fails before hours of requests instead of when the results are logged."""
+    if not tracking_uri or urlparse(tracking_uri).scheme not in ("http", "https"):
+        return  # file:, sqlite:, databricks ...: nothing to reach over HTTP
+    url = tracking_uri.rstrip("/") + "/health"
+    async with httpx.AsyncClient(timeout=_TRACKING_CHECK_TIMEOUT_S) as http:
+        try:
+            resp = await http.get(url)
+        except httpx.HTTPError as exc:
+            raise EndpointUnreachable(
+                f"mlflow.trackingUri: {url}: {type(exc).__name__}: {exc or 'no answer'}"
+            ) from None
+    # Any other answer shows a server is there; a gateway error means the one behind it is down.
+    if resp.status_code >= 500:
+        raise EndpointUnreachable(f"mlflow.trackingUri: {url}: HTTP {resp.status_code}")
+
+
 async def _preflight(
     config: EvalConfig, model: ChatClient, judges: dict[str, tuple[JudgeConfig, ChatClient]]
 ) -> None:
-    """Fail before any evaluation request when an endpoint is down or does not serve the model."""
+    """Fail before any evaluation request when an endpoint or the MLflow tracking server is down, or
+    an endpoint does not serve the model."""
     targets: list[tuple[str, ChatClient]] = [("model.servedName", model)]
     targets += [(f"judges[{i}].model", client) for i, (_, client) in enumerate(judges.values())]
-    answers = await asyncio.gather(*(client.list_models() for _, client in targets))
+    answers, _ = await asyncio.gather(
+        asyncio.gather(*(client.list_models() for _, client in targets)),
+        _check_tracking_server(config.mlflow.tracking_uri),
+    )
     for (field_name, client), served in zip(targets, answers, strict=True):
         if served is not None and served and client.model not in served:
             raise ConfigError(
@@ -279,7 +319,11 @@ async def _run_benchmark(
     benchmark: Benchmark, engine: Engine, repeats: int, reporter: Reporter
 ) -> tuple[list[Item], float]:
     started = time.monotonic()
-    reporter.benchmark_started(benchmark.name, benchmark.item_count(repeats, len(engine.judges)), 0)
+    reporter.benchmark_started(
+        benchmark.name,
+        benchmark.item_count(repeats, len(engine.judges)),
+        engine.checkpointed_items(benchmark, repeats),
+    )
 
     async def unit(question: Question, repeat: int) -> list[Item]:
         items = await benchmark.evaluate(question, repeat, engine)
@@ -387,10 +431,14 @@ async def run_evaluation(
             summary = bench_scores[benchmark.name]
             reporter.benchmark_finished(
                 benchmark.name,
-                mean=summary["mean"],
-                std=summary["std"],
-                ci=[summary["ci_low"], summary["ci_high"]],
-                errors=summary["n_errors_all_judges"],
+                **json_safe(
+                    {
+                        "mean": summary["mean"],
+                        "std": summary["std"],
+                        "ci": [summary["ci_low"], summary["ci_high"]],
+                        "errors": summary["n_errors_all_judges"],
+                    }
+                ),
             )
     finally:
         if flusher is not None:

@@ -24,6 +24,7 @@ from shinsa.planner.gpus import (
     GpuProfile,
     gpu_by_product,
     gpu_with_memory,
+    node_product_label,
     resolve_gpu,
 )
 from shinsa.planner.layout import Layout
@@ -70,6 +71,7 @@ __all__ = [
     "kv_cache_bytes_per_token",
     "load_config_json",
     "lookup_model",
+    "node_product_label",
     "owned_flags_in",
     "plan",
     "resolve_gpu",

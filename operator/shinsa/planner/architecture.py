@@ -25,6 +25,13 @@ SUPPORTED_ARCHITECTURES: Mapping[str, Family] = {
 # Families whose attention normalises q and k per head (an RMSNorm of head_dim weights each).
 _QK_NORM_FAMILIES: frozenset[Family] = frozenset({"qwen3", "qwen3_moe"})
 
+# Qwen3's config.json says max_position_embeddings 40960, but Qwen documents a native context of 32,768
+# (131,072 with YaRN factor 4): the 40,960 budgets 32,768 tokens of context plus 8,192 of output. Taking
+# 40,960 as native would let YaRN scale from the wrong base and serve 8k past what the model was trained on.
+_QWEN3_FAMILIES: frozenset[Family] = frozenset({"qwen3", "qwen3_moe"})
+_QWEN3_PADDED_POSITIONS = 40960
+_QWEN3_NATIVE_CONTEXT = 32768
+
 
 class RopeScaling(BaseModel):
     """Rope scaling asked for at serving time (passed as vLLM `--hf-overrides`): YaRN for Qwen3 past 32k."""
@@ -34,6 +41,18 @@ class RopeScaling(BaseModel):
     rope_type: Literal["yarn"] = "yarn"
     factor: float = Field(gt=1.0)
     original_max_position_embeddings: int | None = Field(default=None, gt=0)
+
+
+def _published_native_context(
+    family: Family, max_position_embeddings: object, rope_scaling: object
+) -> int | None:
+    """The native context a config's model card states when max_position_embeddings says otherwise.
+
+    Only the padded Qwen3 value is corrected: later Qwen3 releases (the 2507 models, 262,144 positions) and
+    configs that already carry rope_scaling state their context as it is.
+    """
+    padded = max_position_embeddings == _QWEN3_PADDED_POSITIONS
+    return _QWEN3_NATIVE_CONTEXT if family in _QWEN3_FAMILIES and rope_scaling is None and padded else None
 
 
 class Architecture(BaseModel):
@@ -57,7 +76,8 @@ class Architecture(BaseModel):
     num_experts_per_tok: int = Field(default=0, ge=0)
     max_position_embeddings: int = Field(gt=0)
     # Some configs advertise a longer max_position_embeddings than the model was trained to use
-    # (Qwen3: 40960 = 32768 of context + room for a long answer). A catalog entry states the real one.
+    # (Qwen3: 40960 = 32768 of context + room for a long answer). A catalog entry states the real one;
+    # `from_config` fills it in for the Qwen3 configs it knows to be padded.
     native_context_length: int | None = Field(default=None, gt=0)
     rope_theta: float = 10000.0
     rope_scaling: dict[str, JsonValue] | None = None
@@ -166,7 +186,11 @@ class Architecture(BaseModel):
             "vocab_size": config.get("vocab_size"),
             "tie_word_embeddings": config.get("tie_word_embeddings", False),
             "max_position_embeddings": config.get("max_position_embeddings"),
-            "native_context_length": native_context_length,
+            "native_context_length": (
+                native_context_length
+                if native_context_length is not None
+                else _published_native_context(family, config.get("max_position_embeddings"), rope_scaling)
+            ),
             "rope_theta": config.get("rope_theta", rope_parameters.get("rope_theta", 10000.0)),
             "rope_scaling": rope_scaling,
             "torch_dtype": config.get("torch_dtype") or config.get("dtype") or "bfloat16",

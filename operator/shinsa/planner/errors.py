@@ -49,11 +49,21 @@ class PlanError(PlannerError):
     """A well-formed request that cannot be served as asked.
 
     `field` names the request field at fault (snake_case, as in `PlanRequest`) when there is one, so a CLI or
-    an admission webhook can point at the option; `suggestions` are layouts or settings that would work.
+    an admission webhook can point at the option; `conflicts` names the other fields it contradicts, when the
+    fault is a disagreement between fields rather than one bad value; `suggestions` are layouts or settings
+    that would work.
     """
 
-    def __init__(self, message: str, *, field: str | None = None, suggestions: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        conflicts: Sequence[str] = (),
+        suggestions: Sequence[str] = (),
+    ) -> None:
         self.field = field
+        self.conflicts = tuple(conflicts)
         self.suggestions = tuple(suggestions)
         self.reason = message
         if self.suggestions:

@@ -115,3 +115,17 @@ def resolve_gpu(spec: str) -> GpuProfile:
 def gpu_by_product(product: str) -> GpuProfile | None:
     """The profile for a node's `nvidia.com/gpu.product` label, or None when the product is unknown."""
     return _BY_NAME.get(product.strip().casefold())
+
+
+def node_product_label(name: str) -> str:
+    """The `nvidia.com/gpu.product` value the nodes for `name` carry. A label value is kept as given
+    (a PCIe card, say, that its SXM sibling's profile stands in for: the pods must land on what was
+    asked for); a short name or alias becomes its profile's label; an unknown name is kept."""
+    wanted = name.strip()
+    profile = _BY_NAME.get(wanted.casefold())
+    if profile is None:
+        return wanted
+    for label in (profile.product, *profile.other_products):
+        if label is not None and label.casefold() == wanted.casefold():
+            return label
+    return profile.product or wanted

@@ -70,8 +70,17 @@ def structural_problem(arch: Architecture, layout: Layout, gpus_per_node: int) -
         return f"TP{tp} and the {kv} KV heads do not divide one another"
     if arch.dense_layer_count and arch.intermediate_size % tp:
         return f"TP{tp} does not divide the MLP width {arch.intermediate_size}"
-    if arch.is_moe and not layout.expert and arch.moe_intermediate_size and arch.moe_intermediate_size % tp:
-        return f"TP{tp} does not divide the expert width {arch.moe_intermediate_size}"
+    # Without expert parallelism vLLM slices every expert across all tensor- and data-parallel ranks.
+    if (
+        arch.is_moe
+        and not layout.expert
+        and arch.moe_intermediate_size
+        and arch.moe_intermediate_size % layout.gpus
+    ):
+        return (
+            f"{layout.name} slices each expert {layout.gpus} ways, which does not divide the expert width "
+            f"{arch.moe_intermediate_size}"
+        )
     if layout.expert and not arch.is_moe:
         return "expert parallelism needs a mixture-of-experts model; this one is dense"
     if layout.expert and arch.num_experts % layout.gpus:
@@ -106,6 +115,31 @@ def _preference(layout: Layout) -> tuple[int, int, int]:
     return (layout.gpus, kind, layout.nodes)
 
 
+def _divisors(n: int) -> tuple[int, ...]:
+    return tuple(d for d in range(1, n + 1) if n % d == 0)
+
+
+def _sizes_to_try(
+    arch: Architecture, tensor: int | None, data: int | None, gpus: int | None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(tensor sizes, data sizes) worth trying. A fixed GPU count replaces the planner's own menu of sizes
+    with the splits of that count, so a pinned size plus the count fills in the other."""
+    if tensor is not None:
+        tp_values: tuple[int, ...] = (tensor,)
+    else:
+        tp_values = _divisors(gpus) if gpus is not None else TENSOR_PARALLEL_SIZES
+    if data is not None:
+        dp_values: tuple[int, ...] = (data,)
+    elif gpus is not None and (arch.is_moe or tensor is not None):
+        dp_values = _divisors(gpus)
+    elif arch.is_moe:
+        dp_values = _divisors(arch.num_experts)
+    else:
+        # A dense model is split by tensor parallelism unless the request says otherwise.
+        dp_values = (1,)
+    return tp_values, dp_values
+
+
 def candidate_layouts(
     arch: Architecture,
     gpus_per_node: int,
@@ -114,26 +148,27 @@ def candidate_layouts(
     data: int | None = None,
     expert: int | None = None,
     nodes: int | None = None,
+    gpus: int | None = None,
 ) -> list[Layout]:
-    """Layouts to try, smallest first, restricted to the values the request pins.
+    """Layouts to try, smallest first, restricted to the values the request pins and, when `gpus` is set,
+    to exactly that many GPUs.
 
     Unpinned, a dense model gets tensor parallelism inside one node; a MoE model gets data + expert
     parallelism (experts split over ranks) and, as a fallback at the same GPU count, tensor parallelism.
+    `expert` 1 turns expert parallelism off, so a MoE model gets tensor and/or plain data parallelism.
     """
     pinned = any(v is not None for v in (tensor, data, expert, nodes))
-    tp_values = (tensor,) if tensor is not None else TENSOR_PARALLEL_SIZES
-    if data is not None:
-        dp_values: tuple[int, ...] = (data,)
-    elif arch.is_moe:
-        dp_values = tuple(d for d in range(1, arch.num_experts + 1) if arch.num_experts % d == 0)
-    else:
-        dp_values = (1,)
+    tp_values, dp_values = _sizes_to_try(arch, tensor, data, gpus)
+    # A size the request spells out (both dimensions, or the GPU count) is the user's call, however large.
+    spelled_out = gpus is not None or (tensor is not None and data is not None)
 
     layouts: set[Layout] = set()
     for tp in tp_values:
         for dp in dp_values:
-            gpus = tp * dp
-            if gpus > MAX_AUTO_GPUS_PER_REPLICA and not (tensor is not None and data is not None):
+            size = tp * dp
+            if gpus is not None and size != gpus:
+                continue
+            if size > MAX_AUTO_GPUS_PER_REPLICA and not spelled_out:
                 continue
             if expert is not None:
                 ep_values: tuple[bool, ...] = (expert > 1,)
@@ -142,10 +177,10 @@ def candidate_layouts(
             else:
                 ep_values = (False,)
             for ep in ep_values:
-                if expert is not None and expert > 1 and expert != gpus:
+                if expert is not None and expert > 1 and expert != size:
                     continue
                 if not pinned and arch.is_moe and tp > 1 and dp > 1:
                     continue
-                node_count = nodes if nodes is not None else _smallest_node_count(gpus, dp, gpus_per_node)
+                node_count = nodes if nodes is not None else _smallest_node_count(size, dp, gpus_per_node)
                 layouts.add(Layout(tensor=tp, data=dp, expert=ep, nodes=node_count))
     return sorted(layouts, key=_preference)

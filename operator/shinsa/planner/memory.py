@@ -81,8 +81,9 @@ def weight_bytes_per_gpu(
 ) -> float:
     tp = layout.tensor
     kv_share = kv_heads_per_gpu(arch, tp) / arch.num_key_value_heads
-    # Expert parallelism hands each GPU whole experts; without it every GPU holds a TP slice of all of them.
-    expert_share = 1 / layout.expert_parallel if layout.expert else 1 / tp
+    # Expert parallelism hands each GPU whole experts; without it vLLM slices every expert over all the
+    # tensor- and data-parallel ranks together. Either way each GPU holds 1/gpus of the expert weights.
+    expert_share = 1 / layout.gpus
     linear = (
         (counts.attention_qo + counts.dense_mlp) / tp
         + counts.attention_kv * kv_share

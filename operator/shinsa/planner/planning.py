@@ -109,6 +109,39 @@ def _check_remote_code(request: PlanRequest) -> None:
         )
 
 
+def _check_gpu_count(request: PlanRequest) -> None:
+    """A GPU count the pinned sizes cannot make up is a contradiction in the request: no layout search can
+    settle which of the two the user meant."""
+    count = request.gpu_count
+    if count is None:
+        return
+    tensor, data, expert = request.tensor_parallel, request.data_parallel, request.expert_parallel
+    if tensor is not None and data is not None and tensor * data != count:
+        raise PlanError(
+            f"{count} GPU(s) per replica, but the pinned tensor {tensor} x data {data} is {tensor * data}",
+            field="gpu_count",
+            conflicts=("tensor_parallel", "data_parallel"),
+        )
+    for name, label, size in (
+        ("tensor_parallel", "tensor", tensor),
+        ("data_parallel", "data", data),
+        ("nodes", "nodes", request.nodes),
+    ):
+        if size is not None and count % size:
+            raise PlanError(
+                f"{count} GPU(s) per replica is not a multiple of the pinned {label} {size}",
+                field="gpu_count",
+                conflicts=(name,),
+            )
+    # vLLM's expert-parallel group is the whole replica, so an expert size other than 1 is the GPU count.
+    if expert is not None and expert > 1 and expert != count:
+        raise PlanError(
+            f"{count} GPU(s) per replica, but the pinned expert {expert} must span all of them",
+            field="gpu_count",
+            conflicts=("expert_parallel",),
+        )
+
+
 def _search(request: PlanRequest, counts: ParameterCounts, dtype: str, max_model_len: int) -> _Search:
     arch = request.architecture
     precision, kv_bytes = _precision(request, dtype)
@@ -120,6 +153,7 @@ def _search(request: PlanRequest, counts: ParameterCounts, dtype: str, max_model
         data=request.data_parallel,
         expert=request.expert_parallel,
         nodes=request.nodes,
+        gpus=request.gpu_count,
     )
     for layout in layouts:
         problem = structural_problem(arch, layout, request.gpus_per_node)
@@ -163,7 +197,7 @@ def _suggestions(request: PlanRequest, counts: ParameterCounts, dtype: str, max_
         return _search(request.model_copy(update=changes), counts, dtype, max_model_len).chosen
 
     if request.pins_layout:
-        fit = fits(tensor_parallel=None, data_parallel=None, expert_parallel=None, nodes=None)
+        fit = fits(gpu_count=None, tensor_parallel=None, data_parallel=None, expert_parallel=None, nodes=None)
         if fit is not None:
             found.append(f"without pinning the layout: {_where(fit, request.gpu.name)}")
     if request.backend != _MULTI_NODE_BACKEND:
@@ -222,6 +256,7 @@ def _infeasible(
                     ("data_parallel", request.data_parallel),
                     ("expert_parallel", request.expert_parallel),
                     ("nodes", request.nodes),
+                    ("gpu_count", request.gpu_count),
                 )
                 if value is not None
             ),
@@ -234,8 +269,9 @@ def _infeasible(
         )
     if not search.tried:
         return PlanError(
-            f"no layout matches the pinned parallelism (tensor={request.tensor_parallel}, "
-            f"data={request.data_parallel}, expert={request.expert_parallel}, nodes={request.nodes})",
+            f"no layout matches the pinned parallelism (gpu_count={request.gpu_count}, "
+            f"tensor={request.tensor_parallel}, data={request.data_parallel}, "
+            f"expert={request.expert_parallel}, nodes={request.nodes})",
             field="expert_parallel" if request.expert_parallel is not None else None,
             suggestions=_suggestions(request, counts, dtype, max_model_len),
         )
@@ -304,7 +340,7 @@ def _reasons(
         "activations, CUDA graphs and communication buffers",
     ]
     if request.pins_layout:
-        reasons.append("layout restricted to the parallelism pinned in the request")
+        reasons.append("layout restricted to the GPU count and parallelism pinned in the request")
     for fit in too_small[-3:]:
         reasons.append(f"{fit.layout.name} is too small: {_fit_line(fit, max_model_len)}")
     reasons.append(f"{layout.name} fits on {layout.gpus} GPU(s): {_fit_line(chosen, max_model_len)}")
@@ -361,6 +397,7 @@ def plan(request: PlanRequest) -> Plan:
     dtype = serving_dtype(request)
     max_model_len = _resolve_max_model_len(request)
     _check_remote_code(request)
+    _check_gpu_count(request)
 
     search = _search(request, counts, dtype, max_model_len)
     if search.chosen is None:

@@ -31,6 +31,9 @@ class PlanRequest(BaseModel):
     target_concurrency: int = Field(default=1, ge=1)
     gpu_memory_utilization: float = Field(default=0.90, gt=0.0, le=1.0)
     gpus_per_node: int = Field(default=8, ge=1)
+    # GPUs per replica: when set, only layouts of exactly this many GPUs are considered, and the pins below
+    # that are left unset are filled so that tensor x data comes to it.
+    gpu_count: int | None = Field(default=None, ge=1)
     # Pins: when set, only layouts with these values are considered.
     tensor_parallel: int | None = Field(default=None, ge=1)
     data_parallel: int | None = Field(default=None, ge=1)
@@ -49,5 +52,11 @@ class PlanRequest(BaseModel):
     def pins_layout(self) -> bool:
         return any(
             v is not None
-            for v in (self.tensor_parallel, self.data_parallel, self.expert_parallel, self.nodes)
+            for v in (
+                self.gpu_count,
+                self.tensor_parallel,
+                self.data_parallel,
+                self.expert_parallel,
+                self.nodes,
+            )
         )

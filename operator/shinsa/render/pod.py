@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shinsa.api import ModelDeployment
-from shinsa.planner import DATA_PARALLEL_RPC_PORT, GPU_PRODUCT_LABEL, Plan, shell_command
+from shinsa.planner import DATA_PARALLEL_RPC_PORT, GPU_PRODUCT_LABEL, Plan, node_product_label, shell_command
 from shinsa.render.labels import (
     HTTP_PORT,
     LAYOUT_ANNOTATION,
@@ -268,10 +268,8 @@ def vllm_container(
 
 def gpu_node_requirement(md: ModelDeployment, plan: Plan) -> dict[str, Any]:
     gpu = md.spec.resources.gpu
-    # The product the user named, as GPU feature discovery spells it: the planner may have resolved a
-    # variant (a PCIe card, say) to the profile of its SXM sibling, but the pods must land on what
-    # was asked for.
-    product = gpu.product or (plan.gpu_product if gpu.memory_gib is None else None)
+    product = node_product_label(gpu.product) if gpu.product else None
+    product = product or (plan.gpu_product if gpu.memory_gib is None else None)
     if product:
         return {"key": GPU_PRODUCT_LABEL, "operator": "In", "values": [product]}
     if gpu.memory_gib is None:

@@ -1,0 +1,49 @@
+"""Model sources that do not answer: reported as conditions the operator retries, never a crash and
+never a credential in the message."""
+
+from __future__ import annotations
+
+import pytest
+
+from shinsa.api import ModelDeployment
+from shinsa.controllers.sources import SourceUnavailable, resolve_architecture, resolve_model_uri
+from shinsa.devcluster.cluster import free_port
+
+pytestmark = pytest.mark.unit
+
+
+def model_deployment(uri: str) -> ModelDeployment:
+    return ModelDeployment.model_validate(
+        {
+            "apiVersion": "shinsa.dev/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": "m", "namespace": "models"},
+            "spec": {"model": {"uri": uri}, "resources": {"gpu": {"product": "H100"}}},
+        }
+    )
+
+
+def test_an_unreachable_registry_is_retryable_and_its_credentials_stay_out_of_the_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://robot:hunter2@127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(SourceUnavailable) as caught:
+        resolve_model_uri(model_deployment("models:/llm-jp-4-8b@champion"))
+    assert caught.value.reason == "RegistryUnavailable"
+    assert f"127.0.0.1:{port}" in caught.value.message
+    assert "hunter2" not in caught.value.message
+
+
+def test_an_unreachable_s3_config_is_retryable_and_names_the_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    md = model_deployment("s3://models/custom-8b")
+    with pytest.raises(SourceUnavailable) as caught:
+        resolve_architecture(md, md.spec.model.uri)
+    assert caught.value.reason == "ConfigUnreadable"
+    assert "s3://models/custom-8b/config.json" in caught.value.message
