@@ -27,6 +27,10 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(REPO / "operator"), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
 )
 
+# The operator looks `models:/` URIs up again this often (production: every minute), so that a
+# test can watch an alias move.
+os.environ.setdefault("SHINSA_REGISTRY_RESYNC_SECONDS", "2")
+
 # Two 8-GPU H100 nodes and one CPU node: enough to place multi-GPU layouts and to leave
 # a 9-GPU request unschedulable.
 TEST_FIELD_MANAGER = "shinsa-tests"

@@ -297,6 +297,21 @@ def test_a_registered_model_alias_resolves_to_its_s3_source_and_plans_from_its_c
     assert args[args.index("--model") + 1] == "s3://models/chat/mistral-7b"
     assert args[args.index("--load-format") + 1] == "runai_streamer"
 
+    # Promotion moves the alias: the served model follows without a spec change.
+    s3.put_object(Bucket="models", Key="chat/mistral-7b-v2/config.json", Body=config_json.read_bytes())
+    newer = registry.create_model_version("support-chat", source="s3://models/chat/mistral-7b-v2")
+    registry.set_registered_model_alias("support-chat", "champion", newer.version)
+    md = eventually(
+        lambda: m if "version 2" in (m := get(kube, namespace, "champion"))["status"]["model"] else None,
+        what="the status to show the version the alias moved to",
+    )
+    assert md["status"]["model"] == "s3://models/chat/mistral-7b-v2 (registered model support-chat version 2)"
+    assert md["metadata"]["generation"] == 1
+    template = client.AppsV1Api(kube).read_namespaced_deployment("champion", namespace).spec.template
+    served = next(c for c in template.spec.containers if c.name == "vllm")
+    args = [*(served.command or []), *(served.args or [])]
+    assert args[args.index("--model") + 1] == "s3://models/chat/mistral-7b-v2"
+
     create(kube, namespace, small("no-such-model", model={"uri": "models:/support-chat@nonexistent"}))
     md = wait_condition(kube, namespace, "no-such-model", "Planned", "False")
     planned = condition(md, "Planned")

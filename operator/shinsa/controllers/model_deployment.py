@@ -4,6 +4,7 @@ write status. Nothing here decides anything the core could decide."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import defaultdict
 from typing import Any
 
@@ -26,6 +27,10 @@ MD_LABEL = "shinsa.dev/model-deployment"
 DEFAULT_GPUS_PER_NODE = 8
 # How soon a child the API server refused or does not serve (missing CRDs) is tried again.
 APPLY_RETRY_S = 20
+
+# How often a `models:/` URI is looked up again: the registry cannot notify the operator when an
+# alias moves to another version.
+REGISTRY_RESYNC_S = float(os.environ.get("SHINSA_REGISTRY_RESYNC_SECONDS", "60"))
 
 # Not-yet-true conditions on the way to Ready: worth an event, not a warning.
 _EXPECTED_FALSE = {"Loading", "Pending", "ScaledToZero"}
@@ -180,6 +185,32 @@ async def reconcile(body: kopf.Body, name: str, namespace: str | None, logger: k
             logger.error("spec does not validate: %s", exc)
             await asyncio.to_thread(_report_invalid, dict(body), str(exc))
             raise kopf.PermanentError(f"spec does not validate: {exc}") from None
+
+
+def resync_registry_sync(body: dict[str, Any]) -> None:
+    """Reconcile when the registry now resolves the URI to another version than the one served
+    (or cannot resolve it any more), so that the served model follows the alias."""
+    md = ModelDeployment.from_body(body)
+    try:
+        _, described = resolve_model_uri(md)
+    except SpecProblem as problem:
+        planned = get_condition(md.status.conditions, PLANNED)
+        if planned is not None and planned.reason == problem.reason:
+            return  # already reported
+    else:
+        if described == md.status.model:
+            return
+    _timed_reconcile(body)
+
+
+def _uses_registry(spec: kopf.Spec, **_: Any) -> bool:
+    return str(spec.get("model", {}).get("uri", "")).startswith("models:/")
+
+
+@kopf.timer(kube.GROUP, kube.VERSION, PLURAL, interval=REGISTRY_RESYNC_S, when=_uses_registry)
+async def follow_registry(body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
+    async with _locks[(namespace or "", name)]:
+        await asyncio.to_thread(resync_registry_sync, dict(body))
 
 
 @kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": "shinsa", MD_LABEL: kopf.PRESENT})
