@@ -344,3 +344,104 @@ def test_a_crash_looping_server_shows_degraded_with_the_container_state(
         namespace, field_selector="involvedObject.name=crashing"
     )
     assert any(e.reason == "CrashLoop" and e.type == "Warning" for e in events.items)
+
+
+def test_a_model_on_a_volume_is_planned_from_the_config_json_its_reader_job_returns(
+    kube: client.ApiClient, namespace: str, operator: KopfRunner
+) -> None:
+    import base64
+    import gzip
+
+    from shinsa.render.config_reader import READER_LABEL
+
+    core = client.CoreV1Api(kube)
+    volume = f"models-{namespace}"
+    core.create_persistent_volume(
+        {
+            "metadata": {"name": volume},
+            "spec": {
+                "capacity": {"storage": "100Gi"},
+                "accessModes": ["ReadOnlyMany"],
+                "hostPath": {"path": "/srv/models"},
+                "storageClassName": "",
+                "persistentVolumeReclaimPolicy": "Retain",
+            },
+        }
+    )
+    try:
+        core.create_namespaced_persistent_volume_claim(
+            namespace,
+            {
+                "metadata": {"name": "model-store"},
+                "spec": {
+                    "accessModes": ["ReadOnlyMany"],
+                    "resources": {"requests": {"storage": "100Gi"}},
+                    "storageClassName": "",
+                    "volumeName": volume,
+                },
+            },
+        )
+        # Not a catalog model: only its config.json can say how big it is.
+        create(kube, namespace, small("on-volume", model={"uri": "pvc://model-store/chat/mistral-7b"}))
+        md = wait_condition(kube, namespace, "on-volume", "Planned", "False")
+        assert condition(md, "Planned")["reason"] == "ConfigPending"
+        job = client.BatchV1Api(kube).read_namespaced_job("on-volume-config", namespace)
+        (claim,) = job.spec.template.spec.volumes
+        assert (claim.persistent_volume_claim.claim_name, claim.persistent_volume_claim.read_only) == (
+            "model-store",
+            True,
+        )
+
+        # KWOK runs no containers: play the kubelet, which puts the file the reader wrote to its
+        # termination log into the finished pod's status.
+        reader = eventually(
+            lambda: next(
+                (
+                    p
+                    for p in core.list_namespaced_pod(
+                        namespace, label_selector=f"{READER_LABEL}=on-volume"
+                    ).items
+                    if p.status.phase == "Succeeded"
+                ),
+                None,
+            ),
+            what="the config reader's pod to finish",
+        )
+        config = (
+            Path(__file__).resolve().parents[1]
+            / "unit"
+            / "fixtures"
+            / "configs"
+            / "mistral-7b"
+            / "config.json"
+        )
+        message = base64.b64encode(gzip.compress(config.read_bytes())).decode()
+        core.patch_namespaced_pod_status(
+            reader.metadata.name,
+            namespace,
+            {
+                "status": {
+                    "containerStatuses": [
+                        {
+                            "name": "read-config",
+                            "image": reader.spec.containers[0].image,
+                            "imageID": "",
+                            "ready": False,
+                            "restartCount": 0,
+                            "state": {
+                                "terminated": {"exitCode": 0, "reason": "Completed", "message": message}
+                            },
+                        }
+                    ]
+                }
+            },
+        )
+
+        md = wait_condition(kube, namespace, "on-volume", "Ready", "True")
+        assert md["status"]["plan"]["layout"] == "TP1"
+        assert md["status"]["plan"]["totalParams"] > 7_000_000_000
+        (pod,) = pods_of(kube, namespace, "on-volume")
+        args = vllm_args(pod)
+        assert args[args.index("--model") + 1] == "/models/pvc/chat/mistral-7b"
+    finally:
+        core.delete_persistent_volume(volume)

@@ -113,6 +113,28 @@ def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         raise
 
 
+def get_job(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        batch = client.BatchV1Api(api_client())
+        response = batch.read_namespaced_job(name, namespace, _preload_content=False)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    job: dict[str, Any] = json.loads(response.data)
+    return job
+
+
+def delete_job(namespace: str, name: str) -> None:
+    """Delete a Job and, in the background, its pods; gone already is fine."""
+    try:
+        batch = client.BatchV1Api(api_client())
+        batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
 def _list(call: Any, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
     # Plain JSON: the client's model objects cost ~20x more CPU to build (one Configuration copy
     # per nested object), and the callers only read a few fields of them anyway.

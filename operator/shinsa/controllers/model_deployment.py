@@ -90,7 +90,7 @@ def reconcile_sync(body: dict[str, Any]) -> None:
         seen = observe(conditions, generation, md.spec.replicas, 1, [])
         _write(body, md, {**status, "phase": seen.phase.value}, seen.conditions)
         if isinstance(problem, SourceUnavailable):
-            raise kopf.TemporaryError(problem.message, delay=APPLY_RETRY_S) from None
+            raise kopf.TemporaryError(problem.message, delay=problem.retry_after_s or APPLY_RETRY_S) from None
         return
 
     plan = desired.plan

@@ -1,5 +1,6 @@
 """Where a model comes from: the MLflow registry for `models:/` URIs, then its architecture from
-the built-in catalog for known models, otherwise the model's own `config.json` read from S3.
+the built-in catalog for known models, otherwise the model's own `config.json` read from S3 or,
+through a short Job that mounts the claim, from a PVC.
 (The I/O half; the planner parses what is read here.)"""
 
 from __future__ import annotations
@@ -9,15 +10,37 @@ import os
 from typing import Any
 
 from shinsa.api import ModelDeployment
+from shinsa.controllers import kube
 from shinsa.controllers.desired import SpecProblem
 from shinsa.evaluation.config import redact_userinfo
 from shinsa.planner import Architecture, PlannerError, lookup_model
 from shinsa.registry import models as registry
+from shinsa.render.config_reader import (
+    DEFAULT_READER_IMAGE,
+    READER_LABEL,
+    SOURCE_ANNOTATION,
+    decode_config_message,
+    reader_job_name,
+    reader_outcome,
+    render_config_reader,
+)
 
 
 class SourceUnavailable(SpecProblem):
     """A model source that may answer later (the registry or S3 unreachable, a config.json not
-    uploaded yet): reported like a spec problem, then retried, since nothing in the spec is wrong."""
+    uploaded yet or still being read): reported like a spec problem, then retried after
+    `retry_after_s` (the controller's default when None), since nothing in the spec is wrong."""
+
+    def __init__(self, reason: str, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(reason, message)
+        self.retry_after_s = retry_after_s
+
+
+# The config-reader Job of a pvc:// model: its image (anything with sh, gzip and base64), how often
+# to look at it while it runs, and how long to wait before trying again after it failed.
+CONFIG_READER_IMAGE = os.environ.get("SHINSA_CONFIG_READER_IMAGE", DEFAULT_READER_IMAGE)
+READER_POLL_S = 5.0
+READER_RETRY_S = 60.0
 
 
 def _with_override(config: dict[str, Any], md: ModelDeployment) -> dict[str, Any]:
@@ -86,6 +109,40 @@ def resolve_model_uri(md: ModelDeployment) -> tuple[str, str]:
     return registered.source, registered.describe()
 
 
+def _read_pvc_config(md: ModelDeployment, uri: str) -> dict[str, Any]:
+    """config.json of a pvc:// model, through a Job that mounts the claim (the operator cannot):
+    started on the first call, read back on a later one; SourceUnavailable until then."""
+    namespace, name = md.metadata.namespace or "", reader_job_name(md)
+    job = kube.get_job(namespace, name)
+    if job is not None and job["metadata"].get("annotations", {}).get(SOURCE_ANNOTATION) != uri:
+        kube.delete_job(namespace, name)  # it read another path; the next try starts a new one
+        job = None
+        raise SourceUnavailable(
+            "ConfigPending", f"spec.model.uri: replacing Job {name} to read {uri}/config.json", READER_POLL_S
+        )
+    if job is None:
+        kube.apply(render_config_reader(md, uri, CONFIG_READER_IMAGE))
+        raise SourceUnavailable(
+            "ConfigPending", f"spec.model.uri: reading {uri}/config.json with Job {name}", READER_POLL_S
+        )
+    outcome = reader_outcome(job, kube.list_pods(namespace, {READER_LABEL: md.metadata.name or ""}))
+    if outcome.state == "running":
+        raise SourceUnavailable(
+            "ConfigPending", f"spec.model.uri: Job {name} is reading {uri}/config.json", READER_POLL_S
+        )
+    if outcome.state == "failed":
+        kube.delete_job(namespace, name)  # so that the next try reads the file again
+        raise SourceUnavailable(
+            "ConfigUnreadable",
+            f"spec.model.uri: Job {name} could not read {uri}/config.json: {outcome.message}",
+            READER_RETRY_S,
+        )
+    try:
+        return decode_config_message(outcome.message, uri)
+    except ValueError as exc:
+        raise SpecProblem("ConfigUnreadable", f"spec.model.uri: {exc}") from None
+
+
 def resolve_architecture(md: ModelDeployment, uri: str) -> Architecture:
     """`uri` is the concrete one (after the registry lookup)."""
     scheme, _, rest = uri.partition("://")
@@ -105,11 +162,14 @@ def resolve_architecture(md: ModelDeployment, uri: str) -> Architecture:
             break
         except PlannerError:
             continue
+    if preset is None and scheme == "pvc":
+        return _from_config(_read_pvc_config(md, uri), md, f"config.json of {uri}")
     if preset is None:
         raise SpecProblem(
             "ArchitectureUnknown",
-            f"spec.model.uri: {candidates[0]!r} is not in the built-in catalog and its config.json cannot be "
-            "read from here; store the model in S3 (s3://...) so its config.json can be read",
+            f"spec.model.uri: {candidates[0]!r} is not in the built-in catalog and the Hugging Face Hub "
+            "is not read from here; store the model in S3 (s3://...) or on a volume (pvc://...) so its "
+            "config.json can be read",
         )
     # The catalog knows these models exactly; spec.model.architecture only corrects a config.json.
     return preset.architecture
