@@ -98,7 +98,8 @@ def pod(phase: str, message: str = "") -> dict[str, Any]:
 
 def test_the_outcome_is_read_from_the_pods_and_the_jobs_failed_condition() -> None:
     running = {"status": {"active": 1}}
-    failed = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}}
+    gave_up = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
+    failed = {"status": {"conditions": [gave_up]}}
     assert reader_outcome(running, []).state == "running"
     # A finished pod whose message the kubelet has not written yet is not an answer.
     assert reader_outcome(running, [pod("Succeeded")]).state == "running"
@@ -110,7 +111,7 @@ def test_the_outcome_is_read_from_the_pods_and_the_jobs_failed_condition() -> No
 
 
 def test_a_message_that_is_not_an_encoded_json_object_is_refused_naming_the_file() -> None:
-    with pytest.raises(ValueError, match="chat/mistral-7b/config.json could not be read back"):
+    with pytest.raises(ValueError, match=r"chat/mistral-7b/config\.json could not be read back"):
         decode_config_message(encoded({"a": 1})[:-12], URI)
     with pytest.raises(ValueError, match="over 4096 bytes"):
         decode_config_message("A" * 4096, URI)
