@@ -103,3 +103,14 @@ def test_thinking_models_get_a_remote_code_note_on_stderr() -> None:
     assert result.exit_code == 0
     assert "--trust-remote-code" in result.stderr
     json.loads(result.stdout)
+
+
+def test_a_gpu_count_fills_the_sizes_left_unpinned_and_a_contradiction_names_every_option() -> None:
+    result = runner.invoke(app, ["qwen3-8b", "--gpu", "H100", "--gpus", "4", "--tensor", "1", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert (document["gpusPerReplica"], document["dataParallel"]) == (4, 4)
+
+    result = runner.invoke(app, ["qwen3-8b", "--gpu", "H100", "--gpus", "4", "--tensor", "1", "--data", "1"])
+    assert result.exit_code == 1
+    assert "--gpus, --tensor, --data:" in result.stderr

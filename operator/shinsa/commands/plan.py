@@ -40,6 +40,7 @@ _OPTION_FOR_FIELD = {
     "target_concurrency": "--target-concurrency",
     "gpu_memory_utilization": "--gpu-memory-utilization",
     "gpus_per_node": "--gpus-per-node",
+    "gpu_count": "--gpus",
     "tensor_parallel": "--tensor",
     "data_parallel": "--data",
     "expert_parallel": "--expert",
@@ -159,6 +160,10 @@ def plan(
         float, typer.Option("--gpu-memory-utilization", help="Share of GPU memory vLLM may use.")
     ] = 0.90,
     gpus_per_node: Annotated[int, typer.Option("--gpus-per-node", help="GPUs one node offers.")] = 8,
+    gpus: Annotated[
+        int | None,
+        typer.Option("--gpus", help="GPUs per replica (spec.resources.gpu.count); unpinned sizes fill it."),
+    ] = None,
     tensor: Annotated[int | None, typer.Option("--tensor", help="Pin the tensor-parallel size.")] = None,
     data: Annotated[int | None, typer.Option("--data", help="Pin the data-parallel size.")] = None,
     expert: Annotated[
@@ -215,6 +220,7 @@ def plan(
         "target_concurrency": target_concurrency,
         "gpu_memory_utilization": gpu_memory_utilization,
         "gpus_per_node": gpus_per_node,
+        "gpu_count": gpus,
         "tensor_parallel": tensor,
         "data_parallel": data,
         "expert_parallel": expert,
@@ -249,7 +255,8 @@ def plan(
     try:
         result = make_plan(request)
     except PlanError as exc:
-        _fail(_OPTION_FOR_FIELD.get(exc.field or ""), str(exc), code=1)
+        options = [_OPTION_FOR_FIELD.get(name, name) for name in (exc.field, *exc.conflicts) if name]
+        _fail(", ".join(options) or None, str(exc), code=1)
     except PlannerError as exc:
         _fail(None, str(exc), code=1)
 
