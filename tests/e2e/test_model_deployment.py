@@ -51,6 +51,20 @@ def wait_condition(
         raise AssertionError(f"{exc}; status was {seen.get('status')}") from None
 
 
+def wait_warning(kube: client.ApiClient, namespace: str, name: str, reason: str) -> None:
+    """A Warning event with `reason` on the ModelDeployment. The operator posts it right after the
+    status write that reports the transition, so it may arrive a moment after the condition."""
+    core = client.CoreV1Api(kube)
+    eventually(
+        lambda: any(
+            e.reason == reason and e.type == "Warning"
+            for e in core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+        ),
+        timeout_s=30,
+        what=f"a {reason} Warning event on {name}",
+    )
+
+
 def pods_of(kube: client.ApiClient, namespace: str, name: str) -> list[client.V1Pod]:
     return (
         client.CoreV1Api(kube)
@@ -127,10 +141,7 @@ def test_an_oversized_request_reports_scheduled_false_with_the_schedulers_reason
     assert "Insufficient nvidia.com/gpu" in scheduled["message"]
     assert condition(md, "Ready")["status"] == "False"
     assert md["status"]["phase"] == "Scheduling"
-    events = client.CoreV1Api(kube).list_namespaced_event(
-        namespace, field_selector="involvedObject.name=too-big"
-    )
-    assert any(e.reason == "InsufficientGPU" and e.type == "Warning" for e in events.items)
+    wait_warning(kube, namespace, "too-big", "InsufficientGPU")
 
 
 def test_changing_max_model_len_rolls_the_workload_and_delete_removes_children(
@@ -340,10 +351,7 @@ def test_a_crash_looping_server_shows_degraded_with_the_container_state(
     assert degraded["reason"] == "CrashLoop"
     assert "CrashLoopBackOff" in degraded["message"]
     assert md["status"]["phase"] == "Degraded"
-    events = client.CoreV1Api(kube).list_namespaced_event(
-        namespace, field_selector="involvedObject.name=crashing"
-    )
-    assert any(e.reason == "CrashLoop" and e.type == "Warning" for e in events.items)
+    wait_warning(kube, namespace, "crashing", "CrashLoop")
 
 
 def test_a_model_on_a_volume_is_planned_from_the_config_json_its_reader_job_returns(
