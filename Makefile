@@ -16,13 +16,14 @@ help: ## list the targets
 $(VENV)/.complete:
 	@echo "[shinsa] creating virtualenv $(VENV)"
 	@rm -rf $(VENV) && $(PYTHON) -m venv --upgrade-deps $(VENV)
-	@$(BIN)/pip install --quiet wheel
+	@# Python 3.12+ venvs come without setuptools, which the editable install builds with.
+	@$(BIN)/pip install --quiet wheel setuptools
 	@$(BIN)/pip install --quiet --no-build-isolation -e '.[dev]'
 	@touch $@
 
 env: $(VENV)/.complete ## create the virtualenv (cached) and install shinsa into it
 	@# The venv is shared between clones: point the editable install at this one.
-	@$(BIN)/pip install --quiet --no-deps --no-build-isolation -e . 2>&1 | grep -v "^$$" || true
+	@out=$$($(BIN)/pip install --quiet --no-deps --no-build-isolation -e . 2>&1) || { echo "$$out"; exit 1; }
 	@ln -sfn $(VENV) .venv
 
 tools: ## build the local control plane's binaries (cached)

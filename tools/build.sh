@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the local control plane's binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok, helm) and the S3-compatible server (versitygw) from their official Go modules at the versions pinned in
-# tools/*/go.mod, into the user cache, keyed by a digest of those pins and of this script.
+# kube-scheduler, kubectl, kwok, helm) and the S3-compatible server (versitygw) from their
+# official Go modules at the versions pinned in tools/*/go.mod, into the user cache, keyed by a
+# digest of those pins and of this script.
 # A fresh clone in another folder finds the same key and reuses the binaries.
 #
 # Prints the directory holding the binaries on stdout; progress goes to stderr.
@@ -51,13 +52,21 @@ build() { # module-dir output-name package [ldflags]
     -o "$partial/$out" "$pkg")
 }
 
+module_version() { # module-dir module-path: the version tools/<dir>/go.mod pins
+  (cd "$here/$1" && go list -m -f '{{.Version}}' "$2")
+}
+
 build etcd etcd go.etcd.io/etcd/server/v3
 build kwok kwok sigs.k8s.io/kwok/cmd/kwok
 for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   build kube "$cmd" "k8s.io/kubernetes/cmd/$cmd" "$(kube_ldflags)"
 done
-build helm helm helm.sh/helm/v3/cmd/helm
-build s3 versitygw github.com/versity/versitygw/cmd/versitygw
+# helm and versitygw also get the versions their own release builds stamp in.
+helm_version="helm.sh/helm/v3/internal/version"
+build helm helm helm.sh/helm/v3/cmd/helm "-s -w -X $helm_version.gitTreeState=clean \
+-X $helm_version.version=$(module_version helm helm.sh/helm/v3)"
+build s3 versitygw github.com/versity/versitygw/cmd/versitygw \
+  "-s -w -X main.Version=$(module_version s3 github.com/versity/versitygw)"
 
 # KWOK's own stage definitions at the pinned version, read from its module: nodes become Ready
 # and keep a heartbeat, pods become Running/Ready, pods owned by a Job complete.

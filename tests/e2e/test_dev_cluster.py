@@ -76,8 +76,14 @@ def test_dev_up_creates_labelled_tainted_gpu_nodes_and_down_leaves_no_process(tm
     assert processes_using(state) == []
 
 
-def test_dev_up_refuses_an_unknown_gpu_product_naming_the_option(tmp_path: Path) -> None:
-    up = shinsa("dev", "up", "--gpu-product", "NVIDIA-Imaginary-1TB", "--state-dir", str(tmp_path / "dev"))
-    shinsa("dev", "down", "--state-dir", str(tmp_path / "dev"))
-    assert up.returncode == 1
-    assert "NVIDIA-Imaginary-1TB" in up.stderr and "--gpu-memory-mib" in up.stderr
+def test_dev_up_refuses_an_unknown_gpu_product_naming_the_option_before_starting_anything(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "dev"
+    try:
+        up = shinsa("dev", "up", "--gpu-product", "NVIDIA-Imaginary-1TB", "--state-dir", str(state))
+        assert up.returncode == 1
+        assert "NVIDIA-Imaginary-1TB" in up.stderr and "--gpu-memory-mib" in up.stderr
+        assert processes_using(state) == []
+    finally:
+        shinsa("dev", "down", "--state-dir", str(state))

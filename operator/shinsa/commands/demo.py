@@ -204,7 +204,7 @@ def demo(
         names = _apply_examples(examples)
         _step(f"waiting for {len(names)} ModelDeployment(s) to be planned, scheduled and Ready")
         _wait(lambda: all(_settled(n) for n in names), timeout, "the ModelDeployments to settle")
-    except ClusterError as exc:
+    except (ClusterError, processes.ProcessFailed) as exc:
         console.print(f"[red]error:[/red] {exc}")
         console.print(f"logs: {cluster.state_dir / 'logs'}")
         raise typer.Exit(1) from None

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shinsa.devcluster.cluster import ClusterError, LocalCluster, NodePool, default_state_dir
+from shinsa.devcluster.processes import ProcessFailed
 
 app = typer.Typer(
     help="Run a local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, "
@@ -59,7 +60,7 @@ def up(
     ]
     try:
         state = cluster.up([p for p in pools if p.count])
-    except ClusterError as exc:
+    except (ClusterError, ProcessFailed) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     console.print(f"[green]control plane ready[/green] at {state.apiserver_url}")

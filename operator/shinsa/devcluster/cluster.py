@@ -211,6 +211,9 @@ class LocalCluster:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def up(self, pools: list[NodePool], timeout_s: float = 180.0) -> ClusterState:
+        for pool in pools:
+            if pool.gpus:
+                pool.memory_mib()  # an unknown product fails here, before anything is started
         if self.is_running():
             state = self.state()
             assert state is not None
