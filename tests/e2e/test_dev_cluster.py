@@ -12,6 +12,8 @@ import yaml
 
 pytestmark = pytest.mark.e2e
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
 
 def shinsa(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -87,3 +89,59 @@ def test_dev_up_refuses_an_unknown_gpu_product_naming_the_option_before_starting
         assert processes_using(state) == []
     finally:
         shinsa("dev", "down", "--state-dir", str(state))
+
+
+def test_the_demo_runs_to_the_end_and_demo_down_stops_all_it_started(tmp_path: Path) -> None:
+    """`make demo` is `shinsa demo`: every example in the report, where to look next, how to stop."""
+    import os
+
+    from tests.support.waiting import eventually
+
+    state = tmp_path / "demo"
+    env = {**os.environ, "COLUMNS": "200"}  # rich wraps a narrow table; a terminal is wider
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "shinsa.cli", "demo", "--state-dir", str(state)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+            env=env,
+        )
+        assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+        examples = [yaml.safe_load(p.read_text())["metadata"]["name"] for p in EXAMPLES.glob("*.yaml")]
+        report = run.stdout
+        assert examples and all(name in report for name in examples), report
+        assert "Ready" in report and "MLflow UI: http://127.0.0.1:" in report
+        assert "shinsa demo down" in report
+        started = {p.stem: int(p.read_text().split()[0]) for p in (state / "pids").glob("*.pid")}
+        assert {"shinsa-operator", "mlflow", "kube-apiserver", "etcd", "kwok"} <= started.keys()
+    finally:
+        down = subprocess.run(
+            [sys.executable, "-m", "shinsa.cli", "demo", "down", "--state-dir", str(state)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    assert down.returncode == 0, down.stderr
+
+    # Each was started as the leader of its own process group: its children (MLflow's workers,
+    # say) must be gone too.
+    groups = set(started.values())
+    eventually(
+        lambda: not alive_in_groups(groups), timeout_s=30, what="every process the demo started to exit"
+    )
+
+
+def alive_in_groups(groups: set[int]) -> list[int]:
+    """Live (not zombie) processes whose process group is one of `groups`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _ppid, pgrp = stat.read_text().rsplit(") ", 1)[1].split()[:3]
+        except (OSError, IndexError, ValueError):
+            continue
+        if int(pgrp) in groups and state != "Z":
+            found.append(int(stat.parent.name))
+    return found
