@@ -61,12 +61,13 @@ build kwok kwok sigs.k8s.io/kwok/cmd/kwok
 for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   build kube "$cmd" "k8s.io/kubernetes/cmd/$cmd" "$(kube_ldflags)"
 done
-# helm and versitygw also get the versions their own release builds stamp in.
-helm_version="helm.sh/helm/v3/internal/version"
-build helm helm helm.sh/helm/v3/cmd/helm "-s -w -X $helm_version.gitTreeState=clean \
--X $helm_version.version=$(module_version helm helm.sh/helm/v3)"
-build s3 versitygw github.com/versity/versitygw/cmd/versitygw \
-  "-s -w -X main.Version=$(module_version s3 github.com/versity/versitygw)"
+# helm and versitygw also get the versions their own release builds stamp in (assigned first:
+# a failing $(...) inside an argument would not stop the script).
+helm_pkg="helm.sh/helm/v3/internal/version"
+helm_version="$(module_version helm helm.sh/helm/v3)"
+versitygw_version="$(module_version s3 github.com/versity/versitygw)"
+build helm helm helm.sh/helm/v3/cmd/helm "-s -w -X $helm_pkg.gitTreeState=clean -X $helm_pkg.version=$helm_version"
+build s3 versitygw github.com/versity/versitygw/cmd/versitygw "-s -w -X main.Version=$versitygw_version"
 
 # KWOK's own stage definitions at the pinned version, read from its module: nodes become Ready
 # and keep a heartbeat, pods become Running/Ready, pods owned by a Job complete.

@@ -10,7 +10,14 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.support.api_cases import BAD_EVAL_RUNS, BAD_MODEL_DEPLOYMENTS, EVAL, MOE, with_value
+from tests.support.api_cases import (
+    BAD_EVAL_RUNS,
+    BAD_MODEL_DEPLOYMENTS,
+    EVAL,
+    GOOD_MODEL_DEPLOYMENTS,
+    MOE,
+    with_value,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -35,6 +42,15 @@ def test_the_documented_examples_are_accepted(
     kube: client.ApiClient, crds: list[str], good: dict[str, Any]
 ) -> None:
     dry_run_create(kube, "default", good)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"), GOOD_MODEL_DEPLOYMENTS, ids=[f"{v}" for _, v in GOOD_MODEL_DEPLOYMENTS]
+)
+def test_layouts_the_planner_can_fill_are_accepted_by_the_api_server(
+    kube: client.ApiClient, crds: list[str], path: str, value: Any
+) -> None:
+    dry_run_create(kube, "default", with_value(MOE, path, value))
 
 
 @pytest.mark.parametrize(

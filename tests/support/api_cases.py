@@ -94,6 +94,17 @@ def with_value(body: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     return out
 
 
+# (dotted path, value): variants of MOE that must be accepted.
+GOOD_MODEL_DEPLOYMENTS: list[tuple[str, Any]] = [
+    ("spec.parallelism", {"tensor": 8, "expert": 8}),
+    ("spec.parallelism", {"tensor": 2, "data": 4, "expert": 8}),
+    ("spec.parallelism", {"data": 4, "expert": 1}),
+    ("spec.parallelism", {"tensor": 4}),
+    # `resources.gpu.count` (2 in MOE) fills the sizes left unset, so expert may equal it.
+    ("spec.parallelism", {"expert": 2}),
+    ("spec.parallelism", {"tensor": 1, "expert": 2}),
+]
+
 # (dotted path, value or ... to remove it, text the error must contain)
 BAD_MODEL_DEPLOYMENTS: list[tuple[str, Any, str]] = [
 ("spec.model.uri", "http://example.com/model", "uri"),
@@ -116,6 +127,9 @@ BAD_MODEL_DEPLOYMENTS: list[tuple[str, Any, str]] = [
     ("spec.resources.gpu.targetConcurrency", 0, "targetConcurrency"),
     ("spec.parallelism", {"tensor": 2, "expert": 4}, "spec.parallelism.expert"),
     ("spec.parallelism", {"expert": 8}, "spec.parallelism.expert"),
+    # `count` (2 here) fills unset sizes only: with tensor and data both pinned it cannot stand in for them.
+    ("spec.parallelism", {"tensor": 1, "data": 1, "expert": 2}, "spec.parallelism.expert"),
+    ("spec.parallelism", {"expert": 4}, "spec.parallelism.expert"),
     ("spec.parallelism", {"nodes": 2}, "spec.backend"),
     ("spec.replicas", -1, "replicas"),
     ("spec.backend", "statefulset", "backend"),

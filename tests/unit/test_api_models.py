@@ -21,7 +21,14 @@ from shinsa.api import (
     get_condition,
     set_condition,
 )
-from tests.support.api_cases import BAD_EVAL_RUNS, BAD_MODEL_DEPLOYMENTS, EVAL, MOE, with_value
+from tests.support.api_cases import (
+    BAD_EVAL_RUNS,
+    BAD_MODEL_DEPLOYMENTS,
+    EVAL,
+    GOOD_MODEL_DEPLOYMENTS,
+    MOE,
+    with_value,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -108,17 +115,37 @@ def test_model_deployment_rejects_bad_specs_naming_the_field(path: str, value: A
     assert names in str(err.value)
 
 
+@pytest.mark.parametrize(("path", "value"), GOOD_MODEL_DEPLOYMENTS)
+def test_expert_parallel_layouts_vllm_can_run(path: str, value: Any) -> None:
+    ModelDeployment.model_validate(with_value(MOE, path, value))
+
+
+def test_count_fills_unset_sizes_so_expert_may_equal_it() -> None:
+    body = with_value(with_value(MOE, "spec.resources.gpu.count", 4), "spec.parallelism", {"expert": 4})
+    parallelism = ModelDeployment.model_validate(body).spec.parallelism
+    assert parallelism is not None and parallelism.expert == 4
+
+
 @pytest.mark.parametrize(
-    "parallelism",
+    ("gpu_count", "parallelism"),
     [
-        {"tensor": 8, "expert": 8},
-        {"tensor": 2, "data": 4, "expert": 8},
-        {"data": 4, "expert": 1},
-        {"tensor": 4},
+        (None, {"expert": 4}),  # no count to fill tensor * data
+        (4, {"tensor": 1, "data": 2, "expert": 4}),  # both sizes pinned: count fills nothing
+        (4, {"tensor": 2, "expert": 8}),  # neither tensor * data nor the count
     ],
 )
-def test_expert_parallel_layouts_vllm_can_run(parallelism: dict[str, int]) -> None:
-    ModelDeployment.model_validate(with_value(MOE, "spec.parallelism", parallelism))
+def test_expert_contradicting_tensor_data_and_count_names_the_fields(
+    gpu_count: int | None, parallelism: dict[str, int]
+) -> None:
+    body = with_value(
+        with_value(MOE, "spec.resources.gpu.count", ... if gpu_count is None else gpu_count),
+        "spec.parallelism",
+        parallelism,
+    )
+    with pytest.raises(ValidationError) as err:
+        ModelDeployment.model_validate(body)
+    assert "spec.parallelism.expert" in str(err.value)
+    assert "spec.resources.gpu.count" in str(err.value)
 
 
 def test_multi_node_replicas_need_a_leaderworkerset() -> None:

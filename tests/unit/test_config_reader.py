@@ -80,6 +80,15 @@ def test_what_the_reader_writes_decodes_to_the_config_json(tmp_path: Path) -> No
     assert decode_config_message(message, URI) == json.loads(CONFIG.read_text())
 
 
+def test_a_config_json_that_cannot_be_read_fails_the_job_saying_so(tmp_path: Path) -> None:
+    model_dir = tmp_path / "volume" / "chat" / "mistral-7b"
+    model_dir.mkdir(parents=True)
+    (model_dir / "config.json").mkdir()  # readable as a path, not as a file: gzip fails mid-pipe
+    code, message = run_reader(render_config_reader(model_deployment(), URI), tmp_path / "volume", tmp_path)
+    assert code == 1
+    assert message.strip() == f"{URI}: reading config.json failed"
+
+
 def test_a_missing_config_json_fails_the_job_saying_so(tmp_path: Path) -> None:
     (tmp_path / "volume").mkdir()
     code, message = run_reader(render_config_reader(model_deployment(), URI), tmp_path / "volume", tmp_path)
@@ -108,6 +117,9 @@ def test_the_outcome_is_read_from_the_pods_and_the_jobs_failed_condition() -> No
     said = reader_outcome(failed, [pod("Failed", f"{URI}: config.json not found or not readable\n")])
     assert (said.state, said.message) == ("failed", f"{URI}: config.json not found or not readable")
     assert reader_outcome(failed, []).message == "BackoffLimitExceeded"
+    # Complete, but the pod that held the answer is gone: read again rather than wait forever.
+    complete = {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    assert reader_outcome(complete, []).state == "failed"
 
 
 def test_a_message_that_is_not_an_encoded_json_object_is_refused_naming_the_file() -> None:

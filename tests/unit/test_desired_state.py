@@ -162,10 +162,26 @@ def test_count_that_a_pinned_size_does_not_divide_names_both_fields() -> None:
     assert "not a multiple" in problem.message
 
 
+def test_count_fills_the_sizes_an_expert_size_leaves_open() -> None:
+    result = planned(moe({"count": 4}, parallelism={"expert": 4}))
+    assert (result.layout, result.gpus_per_replica, result.data_parallel, result.expert_parallel) == (
+        "DP4+EP",
+        4,
+        4,
+        4,
+    )
+    result = planned(moe({"count": 4}, parallelism={"tensor": 2, "expert": 4}))
+    assert (result.layout, result.gpus_per_replica, result.expert_parallel) == ("DP2xTP2+EP", 4, 4)
+
+
 def test_count_contradicting_the_expert_size_names_both_fields() -> None:
-    problem = refused(moe({"count": 2}, parallelism={"tensor": 2, "data": 2, "expert": 4}))
-    fields = problem.message.partition(": ")[0].split(", ")
-    assert fields == ["spec.resources.gpu.count", "spec.parallelism.tensor", "spec.parallelism.data"]
+    # tensor 2 divides count 4 and the spec allows expert 2 (tensor * data with data unset), so only the
+    # planner's expert check sees that data is filled to 2 and the expert group must span all 4 GPUs.
+    problem = refused(moe({"count": 4}, parallelism={"tensor": 2, "expert": 2}))
+    assert problem.reason == "PlanFailed"
+    fields, _, detail = problem.message.partition(": ")
+    assert fields.split(", ") == ["spec.resources.gpu.count", "spec.parallelism.expert"]
+    assert "expert 2" in detail and "4 GPU(s)" in detail
 
 
 # --- Qwen3 context from its own config.json -----------------------------------------------------------------

@@ -79,3 +79,23 @@ def test_criteria_are_read_only_under_their_own_name() -> None:
     }
     with pytest.raises(RatingError, match="missing criteria: accuracy"):
         parse_criteria("inaccuracy: [[2]]\noverall_accuracy: [[4]]", ["accuracy"])
+
+
+def test_a_cjk_criterion_is_read_after_the_text_its_label_continues() -> None:
+    # Japanese writes no space before a label: `回答の正確性` is the 正確性 criterion.
+    assert parse_criteria("回答の正確性: [[4]]", ["正確性"]) == {"正確性": 4.0}
+    assert parse_criteria("評価：\n回答の正確性：［［３］］\n流暢さ: [[5]]", ["正確性", "流暢さ"]) == {
+        "正確性": 3.0,
+        "流暢さ": 5.0,
+    }
+    # The end of the name still has to end the label.
+    with pytest.raises(RatingError, match="missing criteria: 正確性"):
+        parse_criteria("正確性評価: [[4]]", ["正確性"])
+
+
+def test_a_cjk_criterion_ending_another_criterion_gets_its_own_rating() -> None:
+    text = "回答の正確性: [[4]]\n正確性: [[2]]"
+    assert parse_criteria(text, ["正確性", "回答の正確性"]) == {"正確性": 2.0, "回答の正確性": 4.0}
+    assert parse_criteria(text, ["回答の正確性", "正確性"]) == {"回答の正確性": 4.0, "正確性": 2.0}
+    with pytest.raises(RatingError, match="missing criteria: 正確性"):
+        parse_criteria("回答の正確性: [[4]]", ["正確性", "回答の正確性"])

@@ -202,24 +202,9 @@ class Parallelism(K8sModel):
 
     vLLM spreads experts over every tensor- and data-parallel rank, so `expert` is either 1 (each expert
     is sliced over all of them, as tensor parallelism slices the rest) or exactly `tensor * data` (expert
-    parallelism enabled).
+    parallelism enabled). With `resources.gpu.count` set and `tensor` or `data` unset, `expert` may also
+    equal `count`: the planner fills the unset sizes so that `tensor * data` is `count`.
     """
-
-    cel_rules: ClassVar[tuple[CelRule, ...]] = (
-        CelRule(
-            rule=(
-                "!has(self.expert) || self.expert == 1 || "
-                "self.expert == (has(self.tensor) ? self.tensor : 1) * (has(self.data) ? self.data : 1)"
-            ),
-            message=(
-                "spec.parallelism.expert must be 1 or equal tensor * data (unset counts as 1): "
-                "vLLM's expert-parallel group spans every tensor- and data-parallel rank"
-            ),
-            holds=lambda m: m.expert is None or m.expert == 1 or m.expert == (m.tensor or 1) * (m.data or 1),
-            field_path=".expert",
-            reason="FieldValueInvalid",
-        ),
-    )
 
     tensor: int | None = Field(default=None, ge=1, le=1024)
     """Tensor-parallel size: GPUs each layer is split across."""
@@ -228,7 +213,7 @@ class Parallelism(K8sModel):
     expert parallelism for mixture-of-experts models."""
     expert: int | None = Field(default=None, ge=1, le=1024)
     """Expert-parallel size: 1 turns expert parallelism off (even for a mixture-of-experts model), and
-    `tensor * data` turns it on."""
+    `tensor * data` turns it on (`resources.gpu.count` when that fills `tensor` or `data`)."""
     nodes: int | None = Field(default=None, ge=1, le=1024)
     """Nodes per replica. More than one needs `backend: leaderworkerset`."""
 
@@ -271,10 +256,38 @@ class Scheduling(K8sModel):
     """A Kueue LocalQueue to admit the workload through (sets `kueue.x-k8s.io/queue-name`)."""
 
 
+def _expert_fits(parallelism: Parallelism | None, count: int | None) -> bool:
+    """vLLM's expert-parallel group is every tensor- and data-parallel rank: `expert` is 1 or their product,
+    which is `count` when `count` fills a size left unset."""
+    if parallelism is None or parallelism.expert is None or parallelism.expert == 1:
+        return True
+    if parallelism.expert == (parallelism.tensor or 1) * (parallelism.data or 1):
+        return True
+    open_size = parallelism.tensor is None or parallelism.data is None
+    return open_size and count is not None and parallelism.expert == count
+
+
 class ModelDeploymentSpec(K8sModel):
     """The desired state of a ModelDeployment."""
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            # Here rather than on Parallelism: `count` fills the sizes left unset, so it takes part.
+            rule=(
+                "!has(self.parallelism) || !has(self.parallelism.expert) || self.parallelism.expert == 1 || "
+                "self.parallelism.expert == (has(self.parallelism.tensor) ? self.parallelism.tensor : 1) * "
+                "(has(self.parallelism.data) ? self.parallelism.data : 1) || "
+                "((!has(self.parallelism.tensor) || !has(self.parallelism.data)) && "
+                "has(self.resources.gpu.count) && self.parallelism.expert == self.resources.gpu.count)"
+            ),
+            message=(
+                "spec.parallelism.expert must be 1, tensor * data (unset counts as 1) or, with tensor or "
+                "data unset, spec.resources.gpu.count: it spans every tensor- and data-parallel rank"
+            ),
+            holds=lambda m: _expert_fits(m.parallelism, m.resources.gpu.count),
+            field_path=".parallelism.expert",
+            reason="FieldValueInvalid",
+        ),
         CelRule(
             rule=(
                 "!has(self.parallelism) || !has(self.parallelism.nodes) || self.parallelism.nodes <= 1 || "

@@ -40,5 +40,7 @@ def run(
         standalone=not peering,
         clusterwide=not namespace,
         namespaces=namespace or (),
+        # What handlers that list objects themselves (the registry follower) may read.
+        memo=kopf.Memo(namespaces=tuple(namespace or ())),
         liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
     )

@@ -113,6 +113,18 @@ def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         raise
 
 
+def list_custom(plural: str, namespaces: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Shinsa's custom objects in `namespaces`, or in all namespaces when none are given."""
+    api = client.CustomObjectsApi(api_client())
+    if not namespaces:
+        return _list(api.list_cluster_custom_object, GROUP, VERSION, plural)
+    return [
+        item
+        for namespace in namespaces
+        for item in _list(api.list_namespaced_custom_object, GROUP, VERSION, namespace, plural)
+    ]
+
+
 def get_job(namespace: str, name: str) -> dict[str, Any] | None:
     try:
         batch = client.BatchV1Api(api_client())

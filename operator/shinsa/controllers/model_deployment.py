@@ -15,7 +15,7 @@ from shinsa.api import Condition, ConditionStatus, ModelDeployment, ModelDeploym
 from shinsa.api.conditions import get_condition, set_condition
 from shinsa.controllers import kube, metrics
 from shinsa.controllers.desired import SpecProblem, desired_state
-from shinsa.controllers.observed import PLANNED, observe
+from shinsa.controllers.observed import PLANNED, RETRIED_PLAN_REASONS, observe
 from shinsa.controllers.sources import SourceUnavailable, resolve_architecture, resolve_model_uri
 from shinsa.planner import node_product_label
 from shinsa.render import endpoint_url, pod_selector
@@ -151,8 +151,9 @@ def _timed_reconcile(body: dict[str, Any]) -> None:
 def refresh_sync(namespace: str, name: str) -> None:
     """Re-derive the pod-driven conditions after a pod of the deployment changed."""
     body = kube.get_custom(PLURAL, namespace, name)
-    if body is None:
+    if body is None:  # deleted: its pods are being garbage-collected
         metrics.record_phase(f"{namespace}/{name}", None)
+        _locks.pop((namespace, name), None)
         return
     md = ModelDeployment.from_body(body)
     if get_condition(md.status.conditions, PLANNED) is None:
@@ -188,29 +189,58 @@ async def reconcile(body: kopf.Body, name: str, namespace: str | None, logger: k
 
 
 def resync_registry_sync(body: dict[str, Any]) -> None:
-    """Reconcile when the registry now resolves the URI to another version than the one served
-    (or cannot resolve it any more), so that the served model follows the alias."""
+    """Reconcile when the registry now resolves the URI to another version than the one served, or
+    when an earlier attempt left a retried problem behind, so that the served model follows the
+    alias. A registry that does not answer changes nothing: what runs keeps serving."""
     md = ModelDeployment.from_body(body)
+    planned = get_condition(md.status.conditions, PLANNED)
     try:
         _, described = resolve_model_uri(md)
+    except SourceUnavailable:
+        return
     except SpecProblem as problem:
-        planned = get_condition(md.status.conditions, PLANNED)
         if planned is not None and planned.reason == problem.reason:
             return  # already reported
     else:
-        if described == md.status.model:
+        stuck = planned is not None and planned.reason in RETRIED_PLAN_REASONS
+        if described == md.status.model and not stuck:
             return
     _timed_reconcile(body)
 
 
-def _uses_registry(spec: kopf.Spec, **_: Any) -> bool:
-    return str(spec.get("model", {}).get("uri", "")).startswith("models:/")
+async def _follow_registry(namespaces: tuple[str, ...], logger: kopf.Logger) -> None:
+    # One operator-wide loop rather than a kopf timer per object: timers hold their objects with a
+    # finalizer, which would block deleting them (and their namespace) while the operator is down.
+    while True:
+        await asyncio.sleep(REGISTRY_RESYNC_S)
+        try:
+            bodies = await asyncio.to_thread(kube.list_custom, PLURAL, namespaces)
+        except Exception as exc:  # the API server may be briefly away; the next round tries again
+            logger.warning("listing ModelDeployments to follow registry aliases failed: %s", exc)
+            continue
+        for body in bodies:
+            if not str(body.get("spec", {}).get("model", {}).get("uri", "")).startswith("models:/"):
+                continue
+            meta = body["metadata"]
+            async with _locks[(meta["namespace"], meta["name"])]:
+                try:
+                    await asyncio.to_thread(resync_registry_sync, body)
+                except Exception as exc:  # one object's trouble must not stop the others' rounds
+                    where = f"{meta['namespace']}/{meta['name']}"
+                    logger.warning("following the registry for %s: %s", where, exc)
 
 
-@kopf.timer(kube.GROUP, kube.VERSION, PLURAL, interval=REGISTRY_RESYNC_S, when=_uses_registry)
-async def follow_registry(body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
-    async with _locks[(namespace or "", name)]:
-        await asyncio.to_thread(resync_registry_sync, dict(body))
+@kopf.on.startup()
+async def start_following_registry(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    namespaces = tuple(memo.get("namespaces") or ())
+    memo["registry_follower"] = asyncio.create_task(_follow_registry(namespaces, logger))
+
+
+@kopf.on.cleanup()
+async def stop_following_registry(memo: kopf.Memo, **_: Any) -> None:
+    follower = memo.get("registry_follower")
+    if follower is not None:
+        follower.cancel()
 
 
 @kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": "shinsa", MD_LABEL: kopf.PRESENT})

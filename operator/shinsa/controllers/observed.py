@@ -15,7 +15,13 @@ from shinsa.api.conditions import get_condition, set_condition
 
 PLANNED, SCHEDULED, READY, DEGRADED = "Planned", "Scheduled", "Ready", "Degraded"
 # Planned=False for these is retried by the operator and heals without a spec change.
-RETRIED_PLAN_REASONS = {"BackendUnavailable", "Rejected"}
+RETRIED_PLAN_REASONS = {
+    "BackendUnavailable",
+    "Rejected",
+    "ConfigPending",
+    "ConfigUnreadable",
+    "RegistryUnavailable",
+}
 # Restarts beyond this (or a CrashLoopBackOff) mark the deployment Degraded.
 RESTARTS_DEGRADED = 3
 _CRASH_REASONS = {

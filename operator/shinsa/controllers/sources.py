@@ -9,6 +9,8 @@ import json
 import os
 from typing import Any
 
+from kubernetes.client.rest import ApiException
+
 from shinsa.api import ModelDeployment
 from shinsa.controllers import kube
 from shinsa.controllers.desired import SpecProblem
@@ -17,8 +19,9 @@ from shinsa.planner import Architecture, PlannerError, lookup_model
 from shinsa.registry import models as registry
 from shinsa.render.config_reader import (
     DEFAULT_READER_IMAGE,
-    READER_LABEL,
+    JOB_UID_LABEL,
     SOURCE_ANNOTATION,
+    ReaderOutcome,
     decode_config_message,
     reader_job_name,
     reader_outcome,
@@ -72,7 +75,7 @@ def _read_s3_config(uri: str) -> dict[str, Any]:
         loaded: dict[str, Any] = json.loads(body)
     except json.JSONDecodeError as exc:
         raise SpecProblem(
-            "ConfigUnreadable", f"spec.model.uri: s3://{bucket}/{key} is not JSON: {exc}"
+            "ConfigInvalid", f"spec.model.uri: s3://{bucket}/{key} is not JSON: {exc}"
         ) from None
     return loaded
 
@@ -90,7 +93,7 @@ def resolve_model_uri(md: ModelDeployment) -> tuple[str, str]:
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not tracking_uri:
         raise SpecProblem(
-            "RegistryUnavailable",
+            "RegistryNotConfigured",
             "spec.model.uri: models:/ URIs are resolved in the MLflow registry, and the operator has no "
             "MLFLOW_TRACKING_URI (set it in the operator's environment, e.g. the chart's extraEnv)",
         )
@@ -113,19 +116,12 @@ def _read_pvc_config(md: ModelDeployment, uri: str) -> dict[str, Any]:
     """config.json of a pvc:// model, through a Job that mounts the claim (the operator cannot):
     started on the first call, read back on a later one; SourceUnavailable until then."""
     namespace, name = md.metadata.namespace or "", reader_job_name(md)
-    job = kube.get_job(namespace, name)
-    if job is not None and job["metadata"].get("annotations", {}).get(SOURCE_ANNOTATION) != uri:
-        kube.delete_job(namespace, name)  # it read another path; the next try starts a new one
-        job = None
+    try:
+        outcome = _reader_job_outcome(md, uri, namespace, name)
+    except (ApiException, kube.MissingAPI, kube.Rejected) as exc:
         raise SourceUnavailable(
-            "ConfigPending", f"spec.model.uri: replacing Job {name} to read {uri}/config.json", READER_POLL_S
-        )
-    if job is None:
-        kube.apply(render_config_reader(md, uri, CONFIG_READER_IMAGE))
-        raise SourceUnavailable(
-            "ConfigPending", f"spec.model.uri: reading {uri}/config.json with Job {name}", READER_POLL_S
-        )
-    outcome = reader_outcome(job, kube.list_pods(namespace, {READER_LABEL: md.metadata.name or ""}))
+            "ConfigUnreadable", f"spec.model.uri: Job {name} to read {uri}/config.json: {exc}", READER_RETRY_S
+        ) from None
     if outcome.state == "running":
         raise SourceUnavailable(
             "ConfigPending", f"spec.model.uri: Job {name} is reading {uri}/config.json", READER_POLL_S
@@ -140,7 +136,26 @@ def _read_pvc_config(md: ModelDeployment, uri: str) -> dict[str, Any]:
     try:
         return decode_config_message(outcome.message, uri)
     except ValueError as exc:
-        raise SpecProblem("ConfigUnreadable", f"spec.model.uri: {exc}") from None
+        raise SpecProblem("ConfigInvalid", f"spec.model.uri: {exc}") from None
+
+
+def _reader_job_outcome(md: ModelDeployment, uri: str, namespace: str, name: str) -> ReaderOutcome:
+    job = kube.get_job(namespace, name)
+    owners = [] if job is None else job["metadata"].get("ownerReferences", [])
+    if job is not None and not any(o.get("uid") == md.metadata.uid for o in owners):
+        raise SpecProblem(
+            "ConfigReaderConflict",
+            f"spec.model.uri: a Job named {name} exists and does not belong to this ModelDeployment; "
+            "rename one of them",
+        )
+    if job is not None and job["metadata"].get("annotations", {}).get(SOURCE_ANNOTATION) != uri:
+        kube.delete_job(namespace, name)  # it read another path; a later try starts a new one
+        return ReaderOutcome("running")
+    if job is None:
+        kube.apply(render_config_reader(md, uri, CONFIG_READER_IMAGE))
+        return ReaderOutcome("running")
+    # Only this Job's pods: a pod of a replaced Job may outlive it and hold the old path's file.
+    return reader_outcome(job, kube.list_pods(namespace, {JOB_UID_LABEL: job["metadata"]["uid"]}))
 
 
 def resolve_architecture(md: ModelDeployment, uri: str) -> Architecture:

@@ -10,7 +10,8 @@ Rules, for a rating written as `[[n]]` (also `[[ n ]]`, `[[n/10]]`, full-width b
   different values are ambiguous and rejected;
 - no rating, or one outside the scale, is rejected;
 - a criterion's rating is read only after its name as a whole label (`accuracy` never matches
-  inside `inaccuracy` or `overall_accuracy`).
+  inside `inaccuracy` or `overall_accuracy`); a CJK name may end a longer label (`正確性` is read
+  from `回答の正確性: [[4]]`) unless that longer label is a criterion of its own.
 """
 
 from __future__ import annotations
@@ -54,27 +55,50 @@ def parse_rating(text: str, low: float = 1, high: float = 10) -> float:
     return _agree(values, "rating")
 
 
+def _starts_a_word(name: str) -> bool:
+    # Scripts written with spaces get a word boundary before the name; CJK labels follow other text
+    # directly (`回答の正確性`), so any other name (CJK) may match anywhere.
+    first = name[:1]
+    return first.isascii() and (first.isalnum() or first == "_")
+
+
+def _criterion_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(
+        (r"(?<![\w-])" if _starts_a_word(name) else "")
+        + re.escape(name)
+        + r"(?![\w-])\**\s*[:=]?\s*\**\s*\[\[\s*"
+        + _NUMBER
+        + r"\s*(?:/\s*(\d+(?:\.\d+)?)\s*)?\]\]",
+        re.IGNORECASE,
+    )
+
+
 def parse_criteria(text: str, criteria: Sequence[str], low: float = 1, high: float = 5) -> dict[str, float]:
     """Ratings written one per criterion as `name: [[n]]`; every criterion must be present."""
     normalised = _normalise(text)
+    # The name must stand alone as a label: `accuracy` is not read out of `inaccuracy: [[2]]` or
+    # `overall_accuracy: [[2]]`. A CJK name may end a longer label (`回答の正確性` for `正確性`); when that
+    # longer label is itself a criterion, the rating is its own, not the shorter name's.
+    matches = {name: list(_criterion_pattern(name).finditer(normalised)) for name in criteria}
     scores: dict[str, float] = {}
     missing: list[str] = []
     for name in criteria:
-        # The name must stand alone as a label: `accuracy` is not read out of `inaccuracy: [[2]]`
-        # or `overall_accuracy: [[2]]`, so criteria whose names overlap each get their own rating.
-        pattern = re.compile(
-            r"(?<![\w-])"
-            + re.escape(name)
-            + r"(?![\w-])\**\s*[:=]?\s*\**\s*\[\[\s*"
-            + _NUMBER
-            + r"\s*(?:/\s*(\d+(?:\.\d+)?)\s*)?\]\]",
-            re.IGNORECASE,
-        )
-        found = pattern.findall(normalised)
+        found = [
+            m
+            for m in matches[name]
+            if not any(
+                o.end() == m.end() and o.start() < m.start()
+                for other in criteria
+                if other != name
+                for o in matches[other]
+            )
+        ]
         if not found:
             missing.append(name)
             continue
-        values = [_check_scale(float(num), den or None, low, high, f"{name} rating") for num, den in found]
+        values = [
+            _check_scale(float(m.group(1)), m.group(2) or None, low, high, f"{name} rating") for m in found
+        ]
         scores[name] = _agree(values, f"{name} rating")
     if missing:
         raise RatingError(f"missing criteria: {', '.join(missing)}")

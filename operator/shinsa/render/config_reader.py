@@ -33,6 +33,8 @@ from shinsa.render.model_source import resolve_model_source
 READER_APP = "shinsa-config-reader"
 READER_LABEL = "shinsa.dev/config-reader"
 SOURCE_ANNOTATION = "shinsa.dev/source"
+# Set by the Job controller on the pods of one Job (the Job's uid): tells a replaced Job's pods apart.
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
 DEFAULT_READER_IMAGE = "busybox:1.37.0"
 TERMINATION_MESSAGE_MAX_BYTES = 4096
 # Same UID as the serving pods: what the reader can read, vLLM can too.
@@ -52,12 +54,15 @@ def render_config_reader(md: ModelDeployment, uri: str, image: str = DEFAULT_REA
         raise RenderError(f"spec.model.uri {uri!r}: only pvc:// models need a config reader")
     name, namespace, _ = identity(md)
     config = f"{source.model}/config.json"
-    # pipefail: a missing file must fail the Job, not leave an empty message behind a succeeding base64.
     missing = shlex.quote(f"{uri}: config.json not found or not readable")
+    failed = shlex.quote(f"{uri}: reading config.json failed")
+    # pipefail: a read error mid-file must fail the Job, and its message must then say so rather
+    # than hold the partial base64 written so far.
     script = (
         f"set -o pipefail; if [ ! -r {shlex.quote(config)} ]; then "
         f"echo {missing} >/dev/termination-log; exit 1; fi; "
-        f"gzip -c {shlex.quote(config)} | base64 | tr -d '\\n' >/dev/termination-log"
+        f"gzip -c {shlex.quote(config)} | base64 | tr -d '\\n' >/dev/termination-log "
+        f"|| {{ echo {failed} >/dev/termination-log; exit 1; }}"
     )
     labels = {NAME_LABEL: READER_APP, INSTANCE_LABEL: name, MANAGED_BY_LABEL: MANAGER, READER_LABEL: name}
     container = {
@@ -139,22 +144,23 @@ def _terminated(pod: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    found = (c for c in job.get("status", {}).get("conditions") or [] if c.get("type") == type_)
+    return next((c for c in found if c.get("status") == "True"), None)
+
+
 def reader_outcome(job: dict[str, Any], pods: list[dict[str, Any]]) -> ReaderOutcome:
     """Where a config-reader Job stands, from the Job and its pods as the API returns them."""
     for pod in pods:
         terminated = _terminated(pod)
         if pod.get("status", {}).get("phase") == "Succeeded" and terminated.get("message"):
             return ReaderOutcome("succeeded", terminated["message"])
-    failed = next(
-        (
-            c
-            for c in job.get("status", {}).get("conditions") or []
-            if c.get("type") == "Failed" and c.get("status") == "True"
-        ),
-        None,
-    )
+    failed = _condition(job, "Failed")
     if failed is not None:
         said = [_terminated(p).get("message", "").strip() for p in pods]
         reason = next((m for m in said if m), "") or failed.get("message") or failed.get("reason", "")
         return ReaderOutcome("failed", reason)
+    if _condition(job, "Complete") is not None:
+        # Complete, yet no pod holds the file (deleted by hand, or garbage-collected): read again.
+        return ReaderOutcome("failed", "the Job completed but none of its pods holds config.json any more")
     return ReaderOutcome("running")
