@@ -318,6 +318,8 @@ def test_a_registered_model_alias_resolves_to_its_s3_source_and_plans_from_its_c
     )
     assert md["status"]["model"] == "s3://models/chat/mistral-7b-v2 (registered model support-chat version 2)"
     assert md["metadata"]["generation"] == 1
+    # Followed without holding the object: deleting it must not wait for the operator.
+    assert not md["metadata"].get("finalizers")
     template = client.AppsV1Api(kube).read_namespaced_deployment("champion", namespace).spec.template
     served = next(c for c in template.spec.containers if c.name == "vllm")
     args = [*(served.command or []), *(served.args or [])]

@@ -3,6 +3,8 @@ never a credential in the message."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from shinsa.api import ModelDeployment
@@ -47,3 +49,24 @@ def test_an_unreachable_s3_config_is_retryable_and_names_the_object(monkeypatch:
         resolve_architecture(md, md.spec.model.uri)
     assert caught.value.reason == "ConfigUnreadable"
     assert "s3://models/custom-8b/config.json" in caught.value.message
+
+
+def test_a_registry_outage_leaves_a_serving_deployment_as_it_is(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The alias follower resolves again; when the registry does not answer it must not go on to
+    reconcile (which would report the deployment as failing while its pods serve)."""
+    from shinsa.controllers.model_deployment import resync_registry_sync
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    # No API server either: a reconcile would fail writing the status, so returning quietly shows
+    # that nothing was written.
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-cluster"))
+    body = model_deployment("models:/chat@champion").model_dump(by_alias=True, mode="json")
+    planned = {"type": "Planned", "status": "True", "reason": "Planned", "message": "TP1"}
+    body["status"] = {
+        "model": "s3://models/chat-v1 (registered model chat version 1)",
+        "conditions": [{**planned, "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+    }
+    resync_registry_sync(body)
