@@ -99,3 +99,11 @@ def test_a_cjk_criterion_ending_another_criterion_gets_its_own_rating() -> None:
     assert parse_criteria(text, ["回答の正確性", "正確性"]) == {"回答の正確性": 4.0, "正確性": 2.0}
     with pytest.raises(RatingError, match="missing criteria: 正確性"):
         parse_criteria("回答の正確性: [[4]]", ["正確性", "回答の正確性"])
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [("неточность: [[2]]\nточность: [[4]]", "точность"), ("Inélégance: [[1]]\nÉlégance: [[4]]", "élégance")],
+)
+def test_names_in_other_spaced_scripts_still_match_only_as_whole_labels(text: str, name: str) -> None:
+    assert parse_criteria(text, [name]) == {name: 4.0}

@@ -84,6 +84,16 @@ def reconcile_sync(body: dict[str, Any]) -> None:
         per_node = kube.gpus_per_node(label) or DEFAULT_GPUS_PER_NODE
         desired = desired_state(md, arch, per_node, uri)
     except SpecProblem as problem:
+        if (
+            isinstance(problem, SourceUnavailable)
+            and problem.reason == "RegistryUnavailable"
+            and md.status.plan
+        ):
+            # An outage of the registry is not news about the deployment: what runs keeps serving
+            # and its status stays true; kopf retries, and posts the failure as an event.
+            raise kopf.TemporaryError(
+                f"{problem.message}; still serving {md.status.model}", delay=APPLY_RETRY_S
+            ) from None
         conditions = set_condition(
             conditions, PLANNED, False, problem.reason, problem.message, observed_generation=generation
         )
@@ -208,6 +218,10 @@ def resync_registry_sync(body: dict[str, Any]) -> None:
     _timed_reconcile(body)
 
 
+def _uses_registry(body: dict[str, Any]) -> bool:
+    return str(body.get("spec", {}).get("model", {}).get("uri", "")).startswith("models:/")
+
+
 async def _follow_registry(namespaces: tuple[str, ...], logger: kopf.Logger) -> None:
     # One operator-wide loop rather than a kopf timer per object: timers hold their objects with a
     # finalizer, which would block deleting them (and their namespace) while the operator is down.
@@ -218,16 +232,21 @@ async def _follow_registry(namespaces: tuple[str, ...], logger: kopf.Logger) -> 
         except Exception as exc:  # the API server may be briefly away; the next round tries again
             logger.warning("listing ModelDeployments to follow registry aliases failed: %s", exc)
             continue
-        for body in bodies:
-            if not str(body.get("spec", {}).get("model", {}).get("uri", "")).startswith("models:/"):
+        for listed in bodies:
+            if not _uses_registry(listed):
                 continue
-            meta = body["metadata"]
-            async with _locks[(meta["namespace"], meta["name"])]:
+            key = (listed["metadata"]["namespace"], listed["metadata"]["name"])
+            async with _locks[key]:
                 try:
-                    await asyncio.to_thread(resync_registry_sync, body)
+                    # Read again under the lock: the listing may be minutes old by now, and a
+                    # reconcile from it would undo a spec edit made since.
+                    body = await asyncio.to_thread(kube.get_custom, PLURAL, *key)
+                    if body is None:
+                        _locks.pop(key, None)
+                    elif _uses_registry(body):
+                        await asyncio.to_thread(resync_registry_sync, body)
                 except Exception as exc:  # one object's trouble must not stop the others' rounds
-                    where = f"{meta['namespace']}/{meta['name']}"
-                    logger.warning("following the registry for %s: %s", where, exc)
+                    logger.warning("following the registry for %s/%s: %s", *key, exc)
 
 
 @kopf.on.startup()

@@ -118,6 +118,8 @@ def _read_pvc_config(md: ModelDeployment, uri: str) -> dict[str, Any]:
     namespace, name = md.metadata.namespace or "", reader_job_name(md)
     try:
         outcome = _reader_job_outcome(md, uri, namespace, name)
+        if outcome.state == "failed":
+            kube.delete_job(namespace, name)  # so that the next try reads the file again
     except (ApiException, kube.MissingAPI, kube.Rejected) as exc:
         raise SourceUnavailable(
             "ConfigUnreadable", f"spec.model.uri: Job {name} to read {uri}/config.json: {exc}", READER_RETRY_S
@@ -127,7 +129,6 @@ def _read_pvc_config(md: ModelDeployment, uri: str) -> dict[str, Any]:
             "ConfigPending", f"spec.model.uri: Job {name} is reading {uri}/config.json", READER_POLL_S
         )
     if outcome.state == "failed":
-        kube.delete_job(namespace, name)  # so that the next try reads the file again
         raise SourceUnavailable(
             "ConfigUnreadable",
             f"spec.model.uri: Job {name} could not read {uri}/config.json: {outcome.message}",
@@ -143,6 +144,11 @@ def _reader_job_outcome(md: ModelDeployment, uri: str, namespace: str, name: str
     job = kube.get_job(namespace, name)
     owners = [] if job is None else job["metadata"].get("ownerReferences", [])
     if job is not None and not any(o.get("uid") == md.metadata.uid for o in owners):
+        predecessor = any(o.get("kind") == md.kind and o.get("name") == md.metadata.name for o in owners)
+        if predecessor or job["metadata"].get("deletionTimestamp"):
+            # A ModelDeployment of this name deleted and created again: the garbage collector is
+            # about to remove its reader Job.
+            return ReaderOutcome("running")
         raise SpecProblem(
             "ConfigReaderConflict",
             f"spec.model.uri: a Job named {name} exists and does not belong to this ModelDeployment; "

@@ -55,11 +55,17 @@ def parse_rating(text: str, low: float = 1, high: float = 10) -> float:
     return _agree(values, "rating")
 
 
+# Han, Hiragana, Katakana (with their halfwidth forms) and Hangul: scripts written without spaces.
+_UNSPACED_SCRIPTS = re.compile(
+    r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\uac00-\ud7af]"
+)
+
+
 def _starts_a_word(name: str) -> bool:
-    # Scripts written with spaces get a word boundary before the name; CJK labels follow other text
-    # directly (`回答の正確性`), so any other name (CJK) may match anywhere.
-    first = name[:1]
-    return first.isascii() and (first.isalnum() or first == "_")
+    # Scripts written with spaces get a word boundary before the name (`accuracy` is not in
+    # `inaccuracy`, nor `точность` in `неточность`); CJK labels follow other text directly
+    # (`回答の正確性`), so a name in those scripts may match anywhere.
+    return not _UNSPACED_SCRIPTS.match(name[:1])
 
 
 def _criterion_pattern(name: str) -> re.Pattern[str]:
