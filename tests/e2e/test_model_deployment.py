@@ -362,6 +362,8 @@ def test_a_model_on_a_volume_is_planned_from_the_config_json_its_reader_job_retu
     import base64
     import gzip
 
+    from prometheus_client import REGISTRY
+
     from shinsa.render.config_reader import READER_LABEL
 
     core = client.CoreV1Api(kube)
@@ -391,10 +393,22 @@ def test_a_model_on_a_volume_is_planned_from_the_config_json_its_reader_job_retu
                 },
             },
         )
+        # The operator runs in this process: its metrics are what a scrape would return.
+        errors = {"kind": "ModelDeployment", "reason": "TemporaryError"}
+        retried_before = REGISTRY.get_sample_value("shinsa_reconcile_errors_total", errors) or 0
+
         # Not a catalog model: only its config.json can say how big it is.
         create(kube, namespace, small("on-volume", model={"uri": "pvc://model-store/chat/mistral-7b"}))
         md = wait_condition(kube, namespace, "on-volume", "Planned", "False")
         assert condition(md, "Planned")["reason"] == "ConfigPending"
+        assert md["status"]["phase"] == "Pending"  # retried, not failed
+        # Each retry while the reader runs is a reconcile that ended in kopf's TemporaryError (counted
+        # as the reconcile returns, just after it wrote the condition).
+        eventually(
+            lambda: (REGISTRY.get_sample_value("shinsa_reconcile_errors_total", errors) or 0) > retried_before,
+            timeout_s=30,
+            what="the retried reconcile in shinsa_reconcile_errors_total",
+        )
         job = client.BatchV1Api(kube).read_namespaced_job("on-volume-config", namespace)
         (claim,) = job.spec.template.spec.volumes
         assert (claim.persistent_volume_claim.claim_name, claim.persistent_volume_claim.read_only) == (
