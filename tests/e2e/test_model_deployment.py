@@ -395,7 +395,11 @@ def test_a_model_on_a_volume_is_planned_from_the_config_json_its_reader_job_retu
         )
         # The operator runs in this process: its metrics are what a scrape would return.
         errors = {"kind": "ModelDeployment", "reason": "TemporaryError"}
-        retried_before = REGISTRY.get_sample_value("shinsa_reconcile_errors_total", errors) or 0
+
+        def retried() -> float:
+            return REGISTRY.get_sample_value("shinsa_reconcile_errors_total", errors) or 0
+
+        retried_before = retried()
 
         # Not a catalog model: only its config.json can say how big it is.
         create(kube, namespace, small("on-volume", model={"uri": "pvc://model-store/chat/mistral-7b"}))
@@ -405,7 +409,7 @@ def test_a_model_on_a_volume_is_planned_from_the_config_json_its_reader_job_retu
         # Each retry while the reader runs is a reconcile that ended in kopf's TemporaryError (counted
         # as the reconcile returns, just after it wrote the condition).
         eventually(
-            lambda: (REGISTRY.get_sample_value("shinsa_reconcile_errors_total", errors) or 0) > retried_before,
+            lambda: retried() > retried_before,
             timeout_s=30,
             what="the retried reconcile in shinsa_reconcile_errors_total",
         )
