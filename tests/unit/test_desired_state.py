@@ -20,21 +20,7 @@ H100 = "NVIDIA-H100-80GB-HBM3"
 GPUS_PER_NODE = 8
 
 # The shape of Qwen/Qwen3-8B's config.json as published: 40,960 positions, no rope_scaling.
-QWEN3_8B_CONFIG: dict[str, Any] = {
-    "architectures": ["Qwen3ForCausalLM"],
-    "model_type": "qwen3",
-    "hidden_size": 4096,
-    "num_hidden_layers": 36,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "head_dim": 128,
-    "intermediate_size": 12288,
-    "vocab_size": 151936,
-    "tie_word_embeddings": False,
-    "max_position_embeddings": 40960,
-    "rope_theta": 1000000,
-    "torch_dtype": "bfloat16",
-}
+QWEN3_8B = Path(__file__).parent / "fixtures" / "configs" / "qwen3-8b"
 
 
 def model_deployment(uri: str, gpu: dict[str, Any], **spec: Any) -> ModelDeployment:
@@ -188,9 +174,8 @@ def test_count_contradicting_the_expert_size_names_both_fields() -> None:
 
 
 @pytest.fixture
-def qwen3_8b_from_config(tmp_path: Path) -> Architecture:
-    (tmp_path / "config.json").write_text(json.dumps(QWEN3_8B_CONFIG))
-    return load_config_json(tmp_path)
+def qwen3_8b_from_config() -> Architecture:
+    return load_config_json(QWEN3_8B)
 
 
 def test_a_qwen3_config_defaults_to_its_32768_token_native_context(

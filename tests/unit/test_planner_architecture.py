@@ -98,21 +98,8 @@ def test_catalog_context_lengths() -> None:
     assert qwen.context_limit(RopeScaling(factor=4)) == 131072
 
 
-QWEN3_8B_CONFIG = {
-    "architectures": ["Qwen3ForCausalLM"],
-    "model_type": "qwen3",
-    "hidden_size": 4096,
-    "num_hidden_layers": 36,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "head_dim": 128,
-    "intermediate_size": 12288,
-    "vocab_size": 151936,
-    "tie_word_embeddings": False,
-    "max_position_embeddings": 40960,
-    "rope_theta": 1000000.0,
-    "torch_dtype": "bfloat16",
-}
+# The shape of Qwen/Qwen3-8B's config.json as published: 40,960 positions, no rope_scaling.
+QWEN3_8B_CONFIG = json.loads((CONFIGS / "qwen3-8b" / "config.json").read_text())
 
 
 def test_a_qwen3_config_json_reads_as_the_catalog_entry_with_32768_native_tokens() -> None:
