@@ -619,10 +619,11 @@ def test_a_single_node_plan_on_the_leader_worker_backend_is_a_group_of_one() -> 
     assert container(group["workerTemplate"])["command"] == ["vllm", "serve"]
 
 
-def test_a_multi_node_plan_cannot_be_rendered_as_a_deployment() -> None:
+@pytest.mark.parametrize("backend", ["deployment", "kserve"])
+def test_a_multi_node_plan_cannot_be_rendered_as_a_single_pod_backend(backend: str) -> None:
     _, result = multi_node()
     with pytest.raises(RenderError, match="leaderworkerset"):
-        render(model_deployment(), result)
+        render(model_deployment(backend=backend), result)
 
 
 def test_long_names_still_give_a_bounded_leader_worker_set_name() -> None:

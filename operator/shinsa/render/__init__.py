@@ -40,6 +40,12 @@ def render_model_deployment(
     source = resolve_model_source(model_path or md.spec.model.uri)
     check_extra_args(md)
     backend = md.spec.backend
+    # Only a LeaderWorkerSet groups pods across nodes; the other backends run a replica in one pod.
+    if plan.nodes_per_replica > 1 and backend != Backend.LEADERWORKERSET:
+        raise RenderError(
+            f"the plan spans {plan.nodes_per_replica} nodes per replica, which needs "
+            "spec.backend: leaderworkerset"
+        )
     if backend == Backend.DEPLOYMENT:
         return [render_deployment(md, plan, source), render_service(md, pod_selector(md))]
     if backend == Backend.LEADERWORKERSET:

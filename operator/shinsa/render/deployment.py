@@ -8,7 +8,6 @@ from shinsa.api import ModelDeployment
 from shinsa.planner import Plan
 from shinsa.render.labels import (
     HTTP_PORT,
-    RenderError,
     identity,
     object_meta,
     pod_selector,
@@ -33,11 +32,6 @@ PROGRESS_MARGIN_SECONDS = 600
 
 
 def render_deployment(md: ModelDeployment, plan: Plan, source: ModelSource) -> dict[str, Any]:
-    if plan.nodes_per_replica > 1:
-        raise RenderError(
-            f"the plan spans {plan.nodes_per_replica} nodes per replica, which needs "
-            "spec.backend: leaderworkerset"
-        )
     name, _, _ = identity(md)
     container = vllm_container(
         md, plan, source, API, command=VLLM_COMMAND, args=api_args(md, plan.vllm_args, source)

@@ -35,11 +35,6 @@ AUTOSCALER_CLASS_ANNOTATION = "serving.kserve.io/autoscalerClass"
 
 
 def render_inference_service(md: ModelDeployment, plan: Plan, source: ModelSource) -> dict[str, Any]:
-    if plan.nodes_per_replica > 1:
-        raise RenderError(
-            f"the plan spans {plan.nodes_per_replica} nodes per replica, which needs "
-            "spec.backend: leaderworkerset"
-        )
     name, _, _ = identity(md)
     container = vllm_container(
         md,
