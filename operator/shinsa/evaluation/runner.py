@@ -124,14 +124,7 @@ class Engine:
             except RequestFailed as exc:
                 raise StepFailed(str(exc)) from None
             record = {
-                "kind": "generation",
-                "benchmark": benchmark.name,
-                "question_id": qid,
-                "category": question.category,
-                "turn": turn,
-                "repeat": repeat,
-                "judge": "",
-                "fingerprint": fp,
+                **_record_key("generation", benchmark, question, turn, repeat, "", fp),
                 "prompt": messages[-1]["content"][:_PROMPT_EXCERPT_CHARS],
                 "answer": result.answer,
                 "reasoning": result.reasoning,
@@ -212,15 +205,8 @@ class Engine:
                 problem = f"{exc}; judge said: {result.answer[-200:]!r}"
                 continue
             return {
-                "kind": "judgment",
-                "benchmark": benchmark.name,
-                "question_id": question.question_id,
-                "category": question.category,
-                "turn": turn,
-                "repeat": repeat,
-                "judge": judge,
+                **_record_key("judgment", benchmark, question, turn, repeat, judge, fp),
                 "judge_model": judge_config.model,
-                "fingerprint": fp,
                 "score": score,
                 "criteria": criteria,
                 "judgment": result.answer,
@@ -230,6 +216,22 @@ class Engine:
                 "attempts": attempt,
             }
         raise StepFailed(f"unparsable judgment after {attempts} attempts: {problem}")
+
+
+def _record_key(
+    kind: str, benchmark: Benchmark, question: Question, turn: int, repeat: int, judge: str, fp: str
+) -> dict[str, Any]:
+    """What identifies a checkpoint record (the checkpoint's key, plus the category for scoring)."""
+    return {
+        "kind": kind,
+        "benchmark": benchmark.name,
+        "question_id": question.question_id,
+        "category": question.category,
+        "turn": turn,
+        "repeat": repeat,
+        "judge": judge,
+        "fingerprint": fp,
+    }
 
 
 def _make_clients(
