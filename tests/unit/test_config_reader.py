@@ -21,6 +21,7 @@ from shinsa.render.config_reader import (
     render_config_reader,
 )
 from shinsa.render.model_source import PVC_MOUNT_DIR
+from tests.support import manifests
 
 pytestmark = pytest.mark.unit
 
@@ -29,14 +30,7 @@ URI = "pvc://model-store/chat/mistral-7b"
 
 
 def model_deployment() -> ModelDeployment:
-    return ModelDeployment.model_validate(
-        {
-            "apiVersion": "shinsa.dev/v1alpha1",
-            "kind": "ModelDeployment",
-            "metadata": {"name": "chat", "namespace": "models", "uid": "u-1", "generation": 1},
-            "spec": {"model": {"uri": URI}, "resources": {"gpu": {"product": "H100"}}},
-        }
-    )
+    return manifests.model_deployment(URI, name="chat")
 
 
 def run_reader(job: dict[str, Any], volume_root: Path, tmp_path: Path) -> tuple[int, str]:
@@ -55,7 +49,7 @@ def test_the_reader_job_mounts_the_claim_read_only_and_is_never_taken_for_a_repl
     md = model_deployment()
     job = render_config_reader(md, URI)
     assert job["metadata"]["annotations"][SOURCE_ANNOTATION] == URI
-    assert job["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "chat-uid"
     pod = job["spec"]["template"]
     (volume,) = pod["spec"]["volumes"]
     assert volume["persistentVolumeClaim"] == {"claimName": "model-store", "readOnly": True}

@@ -13,33 +13,23 @@ import pytest
 from shinsa.api import ModelDeployment
 from shinsa.controllers.desired import SpecProblem, desired_state, plan_request
 from shinsa.planner import Architecture, Plan, load_config_json, lookup_model
+from tests.support.manifests import model_deployment
 
 pytestmark = pytest.mark.unit
 
-H100 = "NVIDIA-H100-80GB-HBM3"
 GPUS_PER_NODE = 8
 
 # The shape of Qwen/Qwen3-8B's config.json as published: 40,960 positions, no rope_scaling.
 QWEN3_8B = Path(__file__).parent / "fixtures" / "configs" / "qwen3-8b"
 
 
-def model_deployment(uri: str, gpu: dict[str, Any], **spec: Any) -> ModelDeployment:
-    body: dict[str, Any] = {
-        "apiVersion": "shinsa.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "model", "namespace": "models", "uid": "uid-1", "generation": 1},
-        "spec": {"model": {"uri": uri}, "resources": {"gpu": {"product": H100, **gpu}}, **spec},
-    }
-    return ModelDeployment.model_validate(body)
-
-
 def dense(gpu: dict[str, Any] | None = None, **spec: Any) -> tuple[ModelDeployment, Architecture]:
-    md = model_deployment("hf://llm-jp/llm-jp-4-8b-base", gpu or {}, **spec)
+    md = model_deployment("hf://llm-jp/llm-jp-4-8b-base", name="model", gpu=gpu, **spec)
     return md, lookup_model("llm-jp-4-8b").architecture
 
 
 def moe(gpu: dict[str, Any] | None = None, **spec: Any) -> tuple[ModelDeployment, Architecture]:
-    md = model_deployment("hf://Qwen/Qwen3-30B-A3B", gpu or {}, **spec)
+    md = model_deployment("hf://Qwen/Qwen3-30B-A3B", name="model", gpu=gpu, **spec)
     return md, lookup_model("qwen3-30b-a3b").architecture
 
 
@@ -181,7 +171,7 @@ def qwen3_8b_from_config() -> Architecture:
 def test_a_qwen3_config_defaults_to_its_32768_token_native_context(
     qwen3_8b_from_config: Architecture,
 ) -> None:
-    md = model_deployment("s3://models/qwen3-8b", {})
+    md = model_deployment("s3://models/qwen3-8b", name="model")
     result = desired_state(md, qwen3_8b_from_config, GPUS_PER_NODE, md.spec.model.uri).plan
     assert result.max_model_len == 32768
     assert flag_value(result.vllm_args, "--max-model-len") == "32768"
@@ -189,7 +179,7 @@ def test_a_qwen3_config_defaults_to_its_32768_token_native_context(
 
 
 def test_a_qwen3_config_is_not_served_past_32768_without_yarn(qwen3_8b_from_config: Architecture) -> None:
-    md = model_deployment("s3://models/qwen3-8b", {}, serving={"maxModelLen": 40960})
+    md = model_deployment("s3://models/qwen3-8b", name="model", serving={"maxModelLen": 40960})
     with pytest.raises(SpecProblem) as caught:
         desired_state(md, qwen3_8b_from_config, GPUS_PER_NODE, md.spec.model.uri)
     assert caught.value.message.startswith("spec.serving.maxModelLen: ")
@@ -199,7 +189,7 @@ def test_a_qwen3_config_is_not_served_past_32768_without_yarn(qwen3_8b_from_conf
 def test_a_qwen3_config_with_yarn_factor_4_serves_131072_tokens(qwen3_8b_from_config: Architecture) -> None:
     md = model_deployment(
         "s3://models/qwen3-8b",
-        {},
+        name="model",
         serving={"maxModelLen": 131072, "ropeScaling": {"type": "yarn", "factor": 4}},
     )
     result = desired_state(md, qwen3_8b_from_config, GPUS_PER_NODE, md.spec.model.uri).plan

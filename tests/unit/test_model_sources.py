@@ -10,19 +10,13 @@ import pytest
 from shinsa.api import ModelDeployment
 from shinsa.controllers.sources import SourceUnavailable, resolve_architecture, resolve_model_uri
 from shinsa.devcluster.cluster import free_port
+from tests.support import manifests
 
 pytestmark = pytest.mark.unit
 
 
 def model_deployment(uri: str) -> ModelDeployment:
-    return ModelDeployment.model_validate(
-        {
-            "apiVersion": "shinsa.dev/v1alpha1",
-            "kind": "ModelDeployment",
-            "metadata": {"name": "m", "namespace": "models"},
-            "spec": {"model": {"uri": uri}, "resources": {"gpu": {"product": "H100"}}},
-        }
-    )
+    return manifests.model_deployment(uri, name="m", gpu={"product": "H100"})
 
 
 def test_an_unreachable_registry_is_retryable_and_its_credentials_stay_out_of_the_message(

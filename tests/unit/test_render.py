@@ -21,25 +21,11 @@ from shinsa.render import (
     resolve_model_source,
     vllm_model_argument,
 )
+from tests.support.manifests import H100, model_deployment
 
 pytestmark = pytest.mark.unit
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
-H100 = "NVIDIA-H100-80GB-HBM3"
-
-
-def model_deployment(**spec: Any) -> ModelDeployment:
-    body: dict[str, Any] = {
-        "apiVersion": "shinsa.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "llm-jp-4-8b", "namespace": "models", "uid": "3f1c-uid", "generation": 1},
-        "spec": {
-            "model": {"uri": "hf://llm-jp/llm-jp-4-8b"},
-            "resources": {"gpu": {"product": H100}},
-        },
-    }
-    body["spec"].update(spec)
-    return ModelDeployment.model_validate(body)
 
 
 def plan_for(md: ModelDeployment, preset: str = "llm-jp-4-8b", gpu: str = "H100-80GB", **pins: Any) -> Plan:
@@ -129,7 +115,7 @@ def test_every_child_is_owned_by_the_model_deployment_and_labelled_for_it(backen
                 "apiVersion": "shinsa.dev/v1alpha1",
                 "kind": "ModelDeployment",
                 "name": "llm-jp-4-8b",
-                "uid": "3f1c-uid",
+                "uid": "llm-jp-4-8b-uid",
                 "controller": True,
                 "blockOwnerDeletion": True,
             }
