@@ -19,8 +19,7 @@ from kubernetes.client.rest import ApiException
 from shinsa.api import ModelDeployment
 from shinsa.controllers.desired import desired_state
 from shinsa.controllers.sources import resolve_architecture
-from tests.e2e.test_model_deployment import GROUP, VERSION, condition, create, wait_condition
-from tests.support.waiting import eventually
+from tests.e2e.test_model_deployment import GROUP, VERSION, condition, create, wait_condition, wait_warning
 
 pytestmark = pytest.mark.e2e
 
@@ -131,13 +130,7 @@ def test_without_lws_crds_a_leaderworkerset_deployment_is_backend_unavailable_un
         client.CoreV1Api(kube).read_namespaced_service("moe-early", namespace)
     assert missing.value.status == 404
 
-    def warned() -> bool:
-        events = client.CoreV1Api(kube).list_namespaced_event(
-            namespace, field_selector="involvedObject.name=moe-early"
-        )
-        return any(e.reason == "BackendUnavailable" and e.type == "Warning" for e in events.items)
-
-    eventually(warned, timeout_s=30, what="a BackendUnavailable warning event")
+    wait_warning(kube, namespace, "moe-early", "BackendUnavailable")
 
     # A platform team installs LeaderWorkerSet; the operator's retry picks it up without any edit.
     request.getfixturevalue("upstream_crds")

@@ -30,6 +30,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from shinsa.devcluster.cluster import LocalCluster, NodePool, tool_bin_dir
+from tests.e2e.test_model_deployment import condition
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -375,10 +376,6 @@ def small(name: str) -> dict[str, Any]:
             "resources": {"gpu": {"product": "NVIDIA-H100-80GB-HBM3"}},
         },
     }
-
-
-def condition(md: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    return next((c for c in md.get("status", {}).get("conditions", []) if c["type"] == type_), None)
 
 
 def apply_model_deployment(env: RbacCluster, namespace: str) -> Callable[[], dict[str, Any]]:
