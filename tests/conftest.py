@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kopf.testing import KopfRunner
 from kubernetes import client
 
 from shinsa.devcluster import processes
-from shinsa.devcluster.cluster import LocalCluster, NodePool
+from shinsa.devcluster.cluster import LocalCluster, NodePool, free_port
 from shinsa.devcluster.crds import install_crds
 from shinsa.devcluster.services import S3_ACCESS_KEY, S3_SECRET_KEY, start_mlflow, start_s3
+from tests.support.operator import InProcessOperator, operator_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,9 +27,10 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(REPO / "operator"), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
 )
 
-# The operator looks `models:/` URIs up again this often (production: every minute), so that a
-# test can watch an alias move.
-os.environ.setdefault("SHINSA_REGISTRY_RESYNC_SECONDS", "2")
+# The session operator's settings name the MLflow and S3 servers before they run: they start on
+# these ports when a test first asks for them (most tests need neither), and until then the
+# operator sees them as a real operator sees a server that is down.
+MLFLOW_PORT, S3_PORT = free_port(), free_port()
 
 # Two 8-GPU H100 nodes and one CPU node: enough to place multi-GPU layouts and to leave
 # a 9-GPU request unschedulable.
@@ -72,7 +73,7 @@ def namespace(kube: client.ApiClient) -> Iterator[str]:
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The tracking URI of a real `mlflow server` on loopback (sqlite backend)."""
     run_dir = tmp_path_factory.mktemp("mlflow")
-    service = start_mlflow(run_dir)
+    service = start_mlflow(run_dir, port=MLFLOW_PORT)
     try:
         yield service.url
     finally:
@@ -83,7 +84,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The endpoint URL of a real S3-compatible server on loopback, with boto3 credentials set."""
     run_dir = tmp_path_factory.mktemp("s3")
-    service = start_s3(run_dir)
+    service = start_s3(run_dir, port=S3_PORT)
     os.environ.update(
         AWS_ACCESS_KEY_ID=S3_ACCESS_KEY,
         AWS_SECRET_ACCESS_KEY=S3_SECRET_KEY,
@@ -104,13 +105,13 @@ def crds(kube: client.ApiClient) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def operator(crds: list[str]) -> Iterator[KopfRunner]:
-    """The Shinsa operator running in-process (kopf's test runner) against the test cluster."""
-    args = ["run", "--standalone", "--all-namespaces", "-m", "shinsa.controllers.handlers"]
-    with KopfRunner(args) as runner:
-        yield runner
-    assert runner.exit_code == 0, runner.output
-    assert runner.exception is None, runner.exception
+def operator(crds: list[str]) -> Iterator[InProcessOperator]:
+    """The Shinsa operator running in-process, cluster-wide, against the test cluster."""
+    settings = operator_settings(
+        mlflow_tracking_uri=f"http://127.0.0.1:{MLFLOW_PORT}", s3_endpoint_url=f"http://127.0.0.1:{S3_PORT}"
+    )
+    with InProcessOperator(settings) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kopf.testing import KopfRunner
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -20,6 +19,7 @@ from shinsa.api import ModelDeployment
 from shinsa.controllers.desired import desired_state
 from shinsa.controllers.sources import resolve_architecture
 from tests.e2e.test_model_deployment import GROUP, VERSION, condition, create, wait_condition, wait_warning
+from tests.support.operator import InProcessOperator, operator_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -70,7 +70,8 @@ def lws_served(kube: client.ApiClient) -> bool:
 def rendered_children(md_body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """What the operator's pure core renders for this ModelDeployment, by kind."""
     md = ModelDeployment.from_body(md_body)
-    desired = desired_state(md, resolve_architecture(md, md.spec.model.uri), GPUS_PER_NODE, md.spec.model.uri)
+    arch = resolve_architecture(md, md.spec.model.uri, operator_settings())
+    desired = desired_state(md, arch, GPUS_PER_NODE, md.spec.model.uri)
     return {child["kind"]: child for child in desired.children}
 
 
@@ -110,7 +111,7 @@ def assert_not_ready_without_pods(md: dict[str, Any]) -> None:
 # First in this file, so it runs before the session installs the upstream CRDs (tests run in file
 # order, and nothing earlier installs them).
 def test_without_lws_crds_a_leaderworkerset_deployment_is_backend_unavailable_until_they_are_installed(
-    kube: client.ApiClient, namespace: str, operator: KopfRunner, request: pytest.FixtureRequest
+    kube: client.ApiClient, namespace: str, operator: InProcessOperator, request: pytest.FixtureRequest
 ) -> None:
     if lws_served(kube):
         pytest.skip("the LeaderWorkerSet CRD was installed earlier in this session; run this test first")
@@ -140,7 +141,7 @@ def test_without_lws_crds_a_leaderworkerset_deployment_is_backend_unavailable_un
 
 
 def test_a_multi_node_moe_deployment_becomes_a_leaderworkerset_the_real_crd_keeps_whole(
-    kube: client.ApiClient, namespace: str, operator: KopfRunner, upstream_crds: list[str]
+    kube: client.ApiClient, namespace: str, operator: InProcessOperator, upstream_crds: list[str]
 ) -> None:
     create(kube, namespace, multi_node_moe("moe"))
 
@@ -184,7 +185,7 @@ def test_a_multi_node_moe_deployment_becomes_a_leaderworkerset_the_real_crd_keep
 
 
 def test_a_kserve_deployment_becomes_an_inference_service_the_real_crd_keeps_whole(
-    kube: client.ApiClient, namespace: str, operator: KopfRunner, upstream_crds: list[str]
+    kube: client.ApiClient, namespace: str, operator: InProcessOperator, upstream_crds: list[str]
 ) -> None:
     create(
         kube,

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 import yaml
-from kopf.testing import KopfRunner
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from tests.support.operator import InProcessOperator
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -104,7 +104,7 @@ EXAMPLE_PLANS = {
 
 @pytest.mark.parametrize("example", sorted(EXAMPLE_PLANS))
 def test_example_becomes_ready_vllm_pods_on_gpu_nodes_with_the_planned_layout(
-    kube: client.ApiClient, namespace: str, operator: KopfRunner, example: str
+    kube: client.ApiClient, namespace: str, operator: InProcessOperator, example: str
 ) -> None:
     gpus, flags, expert_parallel = EXAMPLE_PLANS[example]
     body = yaml.safe_load((EXAMPLES / f"{example}.yaml").read_text())
@@ -130,7 +130,7 @@ def test_example_becomes_ready_vllm_pods_on_gpu_nodes_with_the_planned_layout(
 
 
 def test_an_oversized_request_reports_scheduled_false_with_the_schedulers_reason(
-    kube: client.ApiClient, namespace: str, operator: KopfRunner
+    kube: client.ApiClient, namespace: str, operator: InProcessOperator
 ) -> None:
     # Three 8-GPU replicas on a cluster with two 8-GPU nodes: one replica cannot be placed.
     create(kube, namespace, small("too-big", replicas=3, parallelism={"tensor": 8}))
@@ -145,7 +145,7 @@ def test_an_oversized_request_reports_scheduled_false_with_the_schedulers_reason
 
 
 def test_changing_max_model_len_rolls_the_workload_and_delete_removes_children(
-    kube: client.ApiClient, namespace: str, operator: KopfRunner
+    kube: client.ApiClient, namespace: str, operator: InProcessOperator
 ) -> None:
     create(kube, namespace, small("rolling"))
     wait_condition(kube, namespace, "rolling", "Ready", "True")
@@ -194,7 +194,7 @@ def test_the_api_server_refuses_remote_code_without_a_pinned_commit_naming_the_f
 
 
 def test_extra_args_that_collide_with_planned_flags_become_a_condition_not_a_crash(
-    kube: client.ApiClient, namespace: str, operator: KopfRunner
+    kube: client.ApiClient, namespace: str, operator: InProcessOperator
 ) -> None:
     create(kube, namespace, small("collides", serving={"extraArgs": ["--max-model-len=4096"]}))
 
@@ -207,7 +207,7 @@ def test_extra_args_that_collide_with_planned_flags_become_a_condition_not_a_cra
 
 
 def test_a_model_too_large_for_the_gpus_asked_for_is_refused_with_what_would_fit(
-    kube: client.ApiClient, namespace: str, operator: KopfRunner
+    kube: client.ApiClient, namespace: str, operator: InProcessOperator
 ) -> None:
     # LLM-jp-4 32B-A3B on a single 24 GiB GPU: ~60 GiB of weights cannot fit.
     body = small(
@@ -226,7 +226,7 @@ def test_a_model_too_large_for_the_gpus_asked_for_is_refused_with_what_would_fit
 
 
 def test_prometheus_metrics_count_reconciles_and_deployments_by_phase(
-    kube: client.ApiClient, namespace: str, operator: KopfRunner
+    kube: client.ApiClient, namespace: str, operator: InProcessOperator
 ) -> None:
     import httpx
     from prometheus_client import start_http_server
@@ -277,10 +277,9 @@ def test_prometheus_metrics_count_reconciles_and_deployments_by_phase(
 def test_a_registered_model_alias_resolves_to_its_s3_source_and_plans_from_its_config_json(
     kube: client.ApiClient,
     namespace: str,
-    operator: KopfRunner,
+    operator: InProcessOperator,
     mlflow_server: str,
     s3_server: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import boto3
     from mlflow.tracking import MlflowClient
@@ -295,8 +294,7 @@ def test_a_registered_model_alias_resolves_to_its_s3_source_and_plans_from_its_c
     registry.create_registered_model("support-chat")
     version = registry.create_model_version("support-chat", source="s3://models/chat/mistral-7b")
     registry.set_registered_model_alias("support-chat", "champion", version.version)
-    # The operator's setting, read when it resolves a models:/ URI.
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    # The session operator's settings name this server (tests/conftest.py).
 
     create(kube, namespace, small("champion", model={"uri": "models:/support-chat@champion"}))
 
@@ -333,7 +331,7 @@ def test_a_registered_model_alias_resolves_to_its_s3_source_and_plans_from_its_c
 
 
 def test_a_crash_looping_server_shows_degraded_with_the_container_state(
-    kube: client.ApiClient, namespace: str, operator: KopfRunner
+    kube: client.ApiClient, namespace: str, operator: InProcessOperator
 ) -> None:
     from shinsa.devcluster.cluster import SIMULATE_ANNOTATION
 
@@ -357,7 +355,7 @@ def test_a_crash_looping_server_shows_degraded_with_the_container_state(
 
 
 def test_a_model_on_a_volume_is_planned_from_the_config_json_its_reader_job_returns(
-    kube: client.ApiClient, namespace: str, operator: KopfRunner
+    kube: client.ApiClient, namespace: str, operator: InProcessOperator
 ) -> None:
     import base64
     import gzip

@@ -11,6 +11,7 @@ from shinsa.api import ModelDeployment
 from shinsa.controllers.sources import SourceUnavailable, resolve_architecture, resolve_model_uri
 from shinsa.devcluster.cluster import free_port
 from tests.support import manifests
+from tests.support.operator import operator_settings
 
 pytestmark = pytest.mark.unit
 
@@ -23,24 +24,26 @@ def test_an_unreachable_registry_is_retryable_and_its_credentials_stay_out_of_th
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     port = free_port()  # nothing listens there
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://robot:hunter2@127.0.0.1:{port}")
+    settings = operator_settings(mlflow_tracking_uri=f"http://robot:hunter2@127.0.0.1:{port}")
+    # What the operator's start-up exports from its settings, here with no retry at all.
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     with pytest.raises(SourceUnavailable) as caught:
-        resolve_model_uri(model_deployment("models:/llm-jp-4-8b@champion"))
+        resolve_model_uri(model_deployment("models:/llm-jp-4-8b@champion"), settings)
     assert caught.value.reason == "RegistryUnavailable"
     assert f"127.0.0.1:{port}" in caught.value.message
     assert "hunter2" not in caught.value.message
 
 
 def test_an_unreachable_s3_config_is_retryable_and_names_the_object(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    settings = operator_settings(s3_endpoint_url=f"http://127.0.0.1:{free_port()}")
+    # The AWS SDK's own configuration: credentials and retries are not operator settings.
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     md = model_deployment("s3://models/custom-8b")
     with pytest.raises(SourceUnavailable) as caught:
-        resolve_architecture(md, md.spec.model.uri)
+        resolve_architecture(md, md.spec.model.uri, settings)
     assert caught.value.reason == "ConfigUnreadable"
     assert "s3://models/custom-8b/config.json" in caught.value.message
 
@@ -52,7 +55,7 @@ def test_a_registry_outage_leaves_a_serving_deployment_as_it_is(
     reconcile (which would report the deployment as failing while its pods serve)."""
     from shinsa.controllers.model_deployment import resync_registry_sync
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    settings = operator_settings(mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     # No API server either: a reconcile would fail writing the status, so returning quietly shows
     # that nothing was written.
@@ -63,4 +66,4 @@ def test_a_registry_outage_leaves_a_serving_deployment_as_it_is(
         "model": "s3://models/chat-v1 (registered model chat version 1)",
         "conditions": [{**planned, "lastTransitionTime": "2026-01-01T00:00:00Z"}],
     }
-    resync_registry_sync(body)
+    resync_registry_sync(body, settings)

@@ -26,11 +26,22 @@ def run(
         bool, typer.Option(help="Coordinate with other replicas through kopf peering (needs its CRDs).")
     ] = False,
 ) -> None:
-    """Reconcile ModelDeployments (and later EvalRuns) until interrupted."""
+    """Reconcile ModelDeployments (and later EvalRuns) until interrupted. The environment the
+    operator reads is listed in docs/install.md."""
+    import os
+
     import kopf
     from prometheus_client import start_http_server
 
     import shinsa.controllers.handlers  # noqa: F401  (registers the handlers)
+    from shinsa.controllers.settings import OperatorSettings, SettingsError, operator_memo
+
+    # Read once, before anything starts: a bad variable stops the operator with its name.
+    try:
+        settings = OperatorSettings.from_env(os.environ)
+    except SettingsError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
     # kopf logs nothing until told how; a pod without logs is hard to operate.
     kopf.configure(verbose=verbose, debug=debug)
@@ -40,7 +51,6 @@ def run(
         standalone=not peering,
         clusterwide=not namespace,
         namespaces=namespace or (),
-        # What handlers that list objects themselves (the registry follower) may read.
-        memo=kopf.Memo(namespaces=tuple(namespace or ())),
+        memo=operator_memo(settings, tuple(namespace or ())),
         liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shinsa.api import ModelDeployment
+from shinsa.api.lifecycle import ModelDeploymentReason as Reason
 from shinsa.planner import (
     Architecture,
     Plan,
@@ -47,7 +48,7 @@ _SPEC_FIELD = {
 class SpecProblem(Exception):
     """The spec cannot be served as written; `reason` becomes the Planned condition's reason."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
@@ -69,7 +70,7 @@ def plan_request(md: ModelDeployment, arch: Architecture, gpus_per_node: int, mo
             else gpu_with_memory(float(gpu_spec.memory_gib or 0))
         )
     except PlannerError as exc:
-        raise SpecProblem("UnknownGPU", f"spec.resources.gpu.product: {exc}") from None
+        raise SpecProblem(Reason.UNKNOWN_GPU, f"spec.resources.gpu.product: {exc}") from None
 
     pins = spec.parallelism
     # Passed through as written: `count` and the pins are combined by the planner, which fills what is unset
@@ -121,16 +122,16 @@ def desired_state(md: ModelDeployment, arch: Architecture, gpus_per_node: int, m
     """The plan and the children to apply, or SpecProblem saying which field stands in the way."""
     if collisions := owned_flags_in(md.spec.serving.extra_args):
         raise SpecProblem(
-            "InvalidExtraArgs",
+            Reason.INVALID_EXTRA_ARGS,
             f"spec.serving.extraArgs sets {', '.join(sorted(collisions))}, which Shinsa sets from the plan; "
             "use the corresponding spec field instead",
         )
     try:
         chosen = plan(plan_request(md, arch, gpus_per_node, model_uri))
     except PlannerError as exc:
-        raise SpecProblem("PlanFailed", f"{_fields_at_fault(exc)}{exc}") from None
+        raise SpecProblem(Reason.PLAN_FAILED, f"{_fields_at_fault(exc)}{exc}") from None
     try:
         children = render_model_deployment(md, chosen, model_path=model_uri)
     except RenderError as exc:
-        raise SpecProblem("RenderFailed", str(exc)) from None
+        raise SpecProblem(Reason.RENDER_FAILED, str(exc)) from None
     return Desired(plan=chosen, children=children)

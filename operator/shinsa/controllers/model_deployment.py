@@ -4,19 +4,21 @@ write status. Nothing here decides anything the core could decide."""
 from __future__ import annotations
 
 import asyncio
-import os
-from collections import defaultdict
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
-from shinsa.api import Condition, ConditionStatus, ModelDeployment, ModelDeploymentPhase
+from shinsa.api import ModelDeployment, ModelDeploymentPhase, ModelDeploymentStatus
 from shinsa.api.conditions import get_condition, set_condition
+from shinsa.api.lifecycle import ModelDeploymentCondition as Cond
+from shinsa.api.lifecycle import ModelDeploymentReason as Reason
 from shinsa.controllers import kube, metrics
 from shinsa.controllers.desired import SpecProblem, desired_state
-from shinsa.controllers.observed import PLANNED, RETRIED_PLAN_REASONS, observe
+from shinsa.controllers.observed import RETRIED_PLAN_REASONS, Observed, observe
+from shinsa.controllers.settings import OperatorSettings, from_memo
 from shinsa.controllers.sources import SourceUnavailable, resolve_architecture, resolve_model_uri
+from shinsa.controllers.status import EventPolicy, ObjectLocks, StatusWriter, invalid_spec_message
 from shinsa.planner import node_product_label
 from shinsa.render import endpoint_url, pod_selector
 from shinsa.render.labels import APP_NAME, NAME_LABEL
@@ -29,44 +31,26 @@ DEFAULT_GPUS_PER_NODE = 8
 # How soon a child the API server refused or does not serve (missing CRDs) is tried again.
 APPLY_RETRY_S = 20
 
-# How often a `models:/` URI is looked up again: the registry cannot notify the operator when an
-# alias moves to another version.
-REGISTRY_RESYNC_S = float(os.environ.get("SHINSA_REGISTRY_RESYNC_SECONDS", "60"))
-
-# Not-yet-true conditions on the way to Ready: worth an event, not a warning.
-_EXPECTED_FALSE = {"Loading", "Pending", "ScaledToZero"}
+STATUS = StatusWriter(
+    PLURAL,
+    EventPolicy(
+        inverted=frozenset({Cond.DEGRADED}),
+        # Not-yet-true conditions on the way to Ready: worth an event, not a warning.
+        expected_false=frozenset({Reason.LOADING, Reason.PENDING, Reason.SCALED_TO_ZERO}),
+    ),
+)
 
 # The serving pods of each ModelDeployment by (namespace, name): see `serving_pods`.
 PodIndex = kopf.Index[tuple[str, str], dict[str, Any]]
 
-# Reconcile and pod-driven refresh of one resource never interleave their status writes.
-_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+# Reconcile, pod-driven refresh and registry follower of one resource never interleave.
+_locks = ObjectLocks()
 
 
-def _events_for_transitions(body: dict[str, Any], before: list[Condition], after: list[Condition]) -> None:
-    for condition in after:
-        old = get_condition(before, condition.type)
-        if old is not None and old.status == condition.status and old.reason == condition.reason:
-            continue
-        if old is None and condition.type == "Degraded" and condition.status == ConditionStatus.FALSE:
-            continue  # "not degraded" is news only after having been degraded
-        healthy = (
-            condition.status != ConditionStatus.TRUE
-            if condition.type == "Degraded"
-            else condition.status != ConditionStatus.FALSE or condition.reason in _EXPECTED_FALSE
-        )
-        message = f"{condition.type}={condition.status.value}: {condition.message}".strip().rstrip(":")
-        kube.post_event(body, "Normal" if healthy else "Warning", condition.reason, message[:1000])
-
-
-def _write(
-    body: dict[str, Any], md: ModelDeployment, status: dict[str, Any], conditions: list[Condition]
-) -> None:
-    name, namespace = md.metadata.name or "", md.metadata.namespace or ""
-    status["conditions"] = [c.model_dump(by_alias=True, mode="json", exclude_none=True) for c in conditions]
-    kube.patch_status(PLURAL, namespace, name, status)
-    _events_for_transitions(body, md.status.conditions, conditions)
-    metrics.record_phase(f"{namespace}/{name}", status.get("phase"))
+def _write(body: dict[str, Any], md: ModelDeployment, status: ModelDeploymentStatus) -> None:
+    STATUS.write(body, md.status, status)
+    # Also when nothing changed: after a restart the gauge learns the phases from these calls.
+    metrics.record_phase(f"{md.metadata.namespace}/{md.metadata.name}", status.phase)
 
 
 def _pods_per_replica(md: ModelDeployment) -> int:
@@ -74,17 +58,26 @@ def _pods_per_replica(md: ModelDeployment) -> int:
     return int(plan.get("nodesPerReplica") or 1)
 
 
-def reconcile_sync(body: dict[str, Any], pods: list[dict[str, Any]] | None = None) -> None:
+def reconcile_sync(
+    body: dict[str, Any], settings: OperatorSettings, pods: list[dict[str, Any]] | None = None
+) -> None:
     """`pods`: the deployment's pods from the operator's watch (the `serving_pods` index); listed
     from the API server when not given (the registry follower, which has no index at hand)."""
     md = ModelDeployment.from_body(body)
     generation = md.metadata.generation
-    conditions = list(md.status.conditions)
-    status: dict[str, Any] = {"observedGeneration": generation, "model": md.spec.model.uri}
+    status = md.status.model_copy(update={"observed_generation": generation, "model": md.spec.model.uri})
+
+    def not_planned(reason: Reason, message: str) -> None:
+        conditions = set_condition(
+            status.conditions, Cond.PLANNED, False, reason, message, observed_generation=generation
+        )
+        seen = observe(conditions, generation, md.spec.replicas, 1, [])
+        _write(body, md, status.model_copy(update={"phase": seen.phase, "conditions": seen.conditions}))
+
     try:
-        uri, described = resolve_model_uri(md)
-        status["model"] = described
-        arch = resolve_architecture(md, uri)
+        uri, described = resolve_model_uri(md, settings)
+        status = status.model_copy(update={"model": described})
+        arch = resolve_architecture(md, uri, settings)
         product = md.spec.resources.gpu.product
         label = node_product_label(product) if product else None
         per_node = kube.gpus_per_node(label) or DEFAULT_GPUS_PER_NODE
@@ -92,7 +85,7 @@ def reconcile_sync(body: dict[str, Any], pods: list[dict[str, Any]] | None = Non
     except SpecProblem as problem:
         if (
             isinstance(problem, SourceUnavailable)
-            and problem.reason == "RegistryUnavailable"
+            and problem.reason == Reason.REGISTRY_UNAVAILABLE
             and md.status.plan
         ):
             # An outage of the registry is not news about the deployment: what runs keeps serving
@@ -100,69 +93,73 @@ def reconcile_sync(body: dict[str, Any], pods: list[dict[str, Any]] | None = Non
             raise kopf.TemporaryError(
                 f"{problem.message}; still serving {md.status.model}", delay=APPLY_RETRY_S
             ) from None
-        conditions = set_condition(
-            conditions, PLANNED, False, problem.reason, problem.message, observed_generation=generation
-        )
-        seen = observe(conditions, generation, md.spec.replicas, 1, [])
-        _write(body, md, {**status, "phase": seen.phase.value}, seen.conditions)
+        not_planned(problem.reason, problem.message)
         if isinstance(problem, SourceUnavailable):
             raise kopf.TemporaryError(problem.message, delay=problem.retry_after_s or APPLY_RETRY_S) from None
         return
 
     plan = desired.plan
-    status |= {
-        "plan": plan.model_dump(by_alias=True, mode="json"),
-        "layout": plan.layout,
-        "gpusPerReplica": plan.gpus_per_replica,
-        "gpus": plan.gpus_per_replica * md.spec.replicas,
-        "endpoint": endpoint_url(md),
-    }
+    status = status.model_copy(
+        update={
+            "plan": plan.model_dump(by_alias=True, mode="json"),
+            "layout": plan.layout,
+            "gpus_per_replica": plan.gpus_per_replica,
+            "gpus": plan.gpus_per_replica * md.spec.replicas,
+            "endpoint": endpoint_url(md),
+        }
+    )
     try:
         for child in desired.children:
             kube.apply(child)
     except (kube.MissingAPI, kube.Rejected) as exc:
-        reason = "BackendUnavailable" if isinstance(exc, kube.MissingAPI) else "Rejected"
-        conditions = set_condition(
-            conditions,
-            PLANNED,
-            False,
-            reason,
-            f"spec.backend={md.spec.backend.value}: {exc}",
-            observed_generation=generation,
-        )
-        seen = observe(conditions, generation, md.spec.replicas, 1, [])
-        _write(body, md, {**status, "phase": seen.phase.value}, seen.conditions)
+        reason = Reason.BACKEND_UNAVAILABLE if isinstance(exc, kube.MissingAPI) else Reason.REJECTED
+        not_planned(reason, f"spec.backend={md.spec.backend.value}: {exc}")
         raise kopf.TemporaryError(str(exc), delay=APPLY_RETRY_S) from None
 
     summary = f"{plan.layout} on {plan.gpus_per_replica} GPU(s) per replica"
     if plan.reasons:
         summary += f": {plan.reasons[0]}"
-    conditions = set_condition(conditions, PLANNED, True, "Planned", summary, observed_generation=generation)
+    conditions = set_condition(
+        status.conditions, Cond.PLANNED, True, Reason.PLANNED, summary, observed_generation=generation
+    )
     if pods is None:
         pods = kube.list_pods(md.metadata.namespace or "", pod_selector(md))
     seen = observe(conditions, generation, md.spec.replicas, plan.nodes_per_replica, pods)
-    status |= {"phase": seen.phase.value, "replicas": seen.replicas, "readyReplicas": seen.ready_replicas}
-    _write(body, md, status, seen.conditions)
+    _write(body, md, _with_observed(status, seen))
 
 
-def _report_invalid(body: dict[str, Any], message: str) -> None:
-    meta, generation = body["metadata"], body["metadata"].get("generation")
-    message = f"spec does not validate: {message}"[:1000]
-    conditions = set_condition([], PLANNED, False, "InvalidSpec", message, observed_generation=generation)
-    conditions = set_condition(conditions, "Ready", False, "InvalidSpec", "", observed_generation=generation)
-    status = {
-        "observedGeneration": generation,
-        "phase": ModelDeploymentPhase.FAILED.value,
-        "conditions": [c.model_dump(by_alias=True, mode="json", exclude_none=True) for c in conditions],
-    }
-    kube.patch_status(PLURAL, meta["namespace"], meta["name"], status)
-    kube.post_event(body, "Warning", "InvalidSpec", message)
+def _with_observed(status: ModelDeploymentStatus, seen: Observed) -> ModelDeploymentStatus:
+    return status.model_copy(
+        update={
+            "phase": seen.phase,
+            "conditions": seen.conditions,
+            "replicas": seen.replicas,
+            "ready_replicas": seen.ready_replicas,
+        }
+    )
 
 
-def _timed_reconcile(body: dict[str, Any], pods: list[dict[str, Any]] | None = None) -> None:
+def _report_invalid(body: dict[str, Any], error: ValidationError) -> None:
+    generation = body["metadata"].get("generation")
+    message = invalid_spec_message(error)
+    conditions = set_condition(
+        [], Cond.PLANNED, False, Reason.INVALID_SPEC, message, observed_generation=generation
+    )
+    conditions = set_condition(
+        conditions, Cond.READY, False, Reason.INVALID_SPEC, "", observed_generation=generation
+    )
+    status = ModelDeploymentStatus(
+        observed_generation=generation, phase=ModelDeploymentPhase.FAILED, conditions=conditions
+    )
+    STATUS.report_invalid(body, status, Reason.INVALID_SPEC, message)
+
+
+def _timed_reconcile(
+    body: dict[str, Any], settings: OperatorSettings, pods: list[dict[str, Any]] | None = None
+) -> None:
     # Timed inside the worker thread: the wait for a free thread is not reconcile work.
     with metrics.reconciling(KIND):
-        reconcile_sync(body, pods)
+        reconcile_sync(body, settings, pods)
 
 
 def refresh_sync(namespace: str, name: str, pods: list[dict[str, Any]] | None = None) -> None:
@@ -170,25 +167,17 @@ def refresh_sync(namespace: str, name: str, pods: list[dict[str, Any]] | None = 
     body = kube.get_custom(PLURAL, namespace, name)
     if body is None:  # deleted: its pods are being garbage-collected
         metrics.record_phase(f"{namespace}/{name}", None)
-        _locks.pop((namespace, name), None)
+        _locks.forget((namespace, name))
         return
     md = ModelDeployment.from_body(body)
-    if get_condition(md.status.conditions, PLANNED) is None:
+    if get_condition(md.status.conditions, Cond.PLANNED) is None:
         return  # the reconcile has not run yet; it will observe pods itself
     if pods is None:
         pods = kube.list_pods(namespace, pod_selector(md))
     seen = observe(
         md.status.conditions, md.status.observed_generation, md.spec.replicas, _pods_per_replica(md), pods
     )
-    status = {"phase": seen.phase.value, "replicas": seen.replicas, "readyReplicas": seen.ready_replicas}
-    unchanged = (
-        seen.conditions == md.status.conditions
-        and md.status.phase == seen.phase
-        and md.status.ready_replicas == seen.ready_replicas
-        and md.status.replicas == seen.replicas
-    )
-    if not unchanged:
-        _write(body, md, status, seen.conditions)
+    _write(body, md, _with_observed(md.status, seen))
 
 
 @kopf.index("", "v1", "pods", labels={NAME_LABEL: APP_NAME, MD_LABEL: kopf.PRESENT})
@@ -215,29 +204,31 @@ async def reconcile(
     name: str,
     namespace: str | None,
     logger: kopf.Logger,
+    memo: kopf.Memo,
     serving_pods: PodIndex | None = None,
     **_: Any,
 ) -> None:
     key = (namespace or "", name)
+    settings = from_memo(memo)
     async with _locks[key]:
         try:
-            await asyncio.to_thread(_timed_reconcile, dict(body), _pods_of(serving_pods, key))
+            await asyncio.to_thread(_timed_reconcile, dict(body), settings, _pods_of(serving_pods, key))
         except ValidationError as exc:
             # The CRD's schema should make this unreachable (a CRD older than the operator, say);
             # the user sees it as a condition, and kopf stops retrying what cannot change.
             logger.error("spec does not validate: %s", exc)
-            await asyncio.to_thread(_report_invalid, dict(body), str(exc))
+            await asyncio.to_thread(_report_invalid, dict(body), exc)
             raise kopf.PermanentError(f"spec does not validate: {exc}") from None
 
 
-def resync_registry_sync(body: dict[str, Any]) -> None:
+def resync_registry_sync(body: dict[str, Any], settings: OperatorSettings) -> None:
     """Reconcile when the registry now resolves the URI to another version than the one served, or
     when an earlier attempt left a retried problem behind, so that the served model follows the
     alias. A registry that does not answer changes nothing: what runs keeps serving."""
     md = ModelDeployment.from_body(body)
-    planned = get_condition(md.status.conditions, PLANNED)
+    planned = get_condition(md.status.conditions, Cond.PLANNED)
     try:
-        _, described = resolve_model_uri(md)
+        _, described = resolve_model_uri(md, settings)
     except SourceUnavailable:
         return
     except SpecProblem as problem:
@@ -247,18 +238,20 @@ def resync_registry_sync(body: dict[str, Any]) -> None:
         stuck = planned is not None and planned.reason in RETRIED_PLAN_REASONS
         if described == md.status.model and not stuck:
             return
-    _timed_reconcile(body)
+    _timed_reconcile(body, settings)
 
 
 def _uses_registry(body: dict[str, Any]) -> bool:
     return str(body.get("spec", {}).get("model", {}).get("uri", "")).startswith("models:/")
 
 
-async def _follow_registry(namespaces: tuple[str, ...], logger: kopf.Logger) -> None:
+async def _follow_registry(
+    settings: OperatorSettings, namespaces: tuple[str, ...], logger: kopf.Logger
+) -> None:
     # One operator-wide loop rather than a kopf timer per object: timers hold their objects with a
     # finalizer, which would block deleting them (and their namespace) while the operator is down.
     while True:
-        await asyncio.sleep(REGISTRY_RESYNC_S)
+        await asyncio.sleep(settings.registry_resync_s)
         try:
             bodies = await asyncio.to_thread(kube.list_custom, PLURAL, namespaces)
         except Exception as exc:  # the API server may be briefly away; the next round tries again
@@ -274,9 +267,9 @@ async def _follow_registry(namespaces: tuple[str, ...], logger: kopf.Logger) -> 
                     # reconcile from it would undo a spec edit made since.
                     body = await asyncio.to_thread(kube.get_custom, PLURAL, *key)
                     if body is None:
-                        _locks.pop(key, None)
+                        _locks.forget(key)
                     elif _uses_registry(body):
-                        await asyncio.to_thread(resync_registry_sync, body)
+                        await asyncio.to_thread(resync_registry_sync, body, settings)
                 except Exception as exc:  # one object's trouble must not stop the others' rounds
                     logger.warning("following the registry for %s/%s: %s", *key, exc)
 
@@ -284,7 +277,7 @@ async def _follow_registry(namespaces: tuple[str, ...], logger: kopf.Logger) -> 
 @kopf.on.startup()
 async def start_following_registry(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     namespaces = tuple(memo.get("namespaces") or ())
-    memo["registry_follower"] = asyncio.create_task(_follow_registry(namespaces, logger))
+    memo["registry_follower"] = asyncio.create_task(_follow_registry(from_memo(memo), namespaces, logger))
 
 
 @kopf.on.cleanup()
@@ -314,4 +307,4 @@ async def forget(event: kopf.RawEvent, name: str, namespace: str | None, **_: An
     if event.get("type") != "DELETED":
         return
     metrics.record_phase(f"{namespace}/{name}", None)
-    _locks.pop((namespace or "", name), None)
+    _locks.forget((namespace or "", name))

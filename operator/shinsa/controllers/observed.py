@@ -12,16 +12,19 @@ from typing import Any
 
 from shinsa.api import Condition, ConditionStatus, ModelDeploymentPhase
 from shinsa.api.conditions import get_condition, set_condition
+from shinsa.api.lifecycle import ModelDeploymentCondition as Cond
+from shinsa.api.lifecycle import ModelDeploymentReason as Reason
 
-PLANNED, SCHEDULED, READY, DEGRADED = "Planned", "Scheduled", "Ready", "Degraded"
 # Planned=False for these is retried by the operator and heals without a spec change.
-RETRIED_PLAN_REASONS = {
-    "BackendUnavailable",
-    "Rejected",
-    "ConfigPending",
-    "ConfigUnreadable",
-    "RegistryUnavailable",
-}
+RETRIED_PLAN_REASONS = frozenset(
+    {
+        Reason.BACKEND_UNAVAILABLE,
+        Reason.REJECTED,
+        Reason.CONFIG_PENDING,
+        Reason.CONFIG_UNREADABLE,
+        Reason.REGISTRY_UNAVAILABLE,
+    }
+)
 # Restarts beyond this (or a CrashLoopBackOff) mark the deployment Degraded.
 RESTARTS_DEGRADED = 3
 _CRASH_REASONS = {
@@ -47,7 +50,7 @@ def _pod_condition(pod: dict[str, Any], type_: str) -> dict[str, Any] | None:
 
 
 def _is_ready(pod: dict[str, Any]) -> bool:
-    ready = _pod_condition(pod, "Ready")
+    ready = _pod_condition(pod, Reason.READY)
     return bool(ready and ready.get("status") == "True") and not pod["metadata"].get("deletionTimestamp")
 
 
@@ -63,8 +66,8 @@ def _crash(pod: dict[str, Any]) -> str | None:
     return None
 
 
-def _unschedulable_reason(message: str) -> str:
-    return "InsufficientGPU" if "Insufficient nvidia.com/gpu" in message else "Unschedulable"
+def _unschedulable_reason(message: str) -> Reason:
+    return Reason.INSUFFICIENT_GPU if "Insufficient nvidia.com/gpu" in message else Reason.UNSCHEDULABLE
 
 
 def observe(
@@ -88,15 +91,25 @@ def observe(
     ready_replicas = min(desired_replicas, ready_pods // max(pods_per_replica, 1))
     replicas = len(live) // max(pods_per_replica, 1)
 
-    def put(type_: str, status: ConditionStatus | bool, reason: str, message: str) -> None:
+    def put(type_: Cond, status: ConditionStatus | bool, reason: str, message: str) -> None:
         nonlocal conditions
         conditions = set_condition(conditions, type_, status, reason, message, observed_generation=generation)
 
-    planned = get_condition(conditions, PLANNED)
+    planned = get_condition(conditions, Cond.PLANNED)
     if planned is None or planned.status != ConditionStatus.TRUE:
-        put(SCHEDULED, ConditionStatus.UNKNOWN, "NotPlanned", "nothing to schedule until the plan succeeds")
-        put(READY, False, planned.reason if planned else "NotPlanned", planned.message if planned else "")
-        put(DEGRADED, False, "NotPlanned", "")
+        put(
+            Cond.SCHEDULED,
+            ConditionStatus.UNKNOWN,
+            Reason.NOT_PLANNED,
+            "nothing to schedule until the plan succeeds",
+        )
+        put(
+            Cond.READY,
+            False,
+            planned.reason if planned else Reason.NOT_PLANNED,
+            planned.message if planned else "",
+        )
+        put(Cond.DEGRADED, False, Reason.NOT_PLANNED, "")
         return Observed(
             list(conditions),
             ModelDeploymentPhase.PENDING
@@ -110,49 +123,59 @@ def observe(
         pod, pod_scheduled = unscheduled[0]
         message = pod_scheduled.get("message", "")
         put(
-            SCHEDULED,
+            Cond.SCHEDULED,
             False,
             _unschedulable_reason(message),
             f"{len(unscheduled)} pod(s) cannot be placed; {pod['metadata']['name']}: {message}",
         )
     elif desired_replicas == 0:
-        put(SCHEDULED, True, "ScaledToZero", "spec.replicas is 0")
+        put(Cond.SCHEDULED, True, Reason.SCALED_TO_ZERO, "spec.replicas is 0")
     elif live and all(p.get("spec", {}).get("nodeName") for p in live):
         nodes = sorted({p["spec"]["nodeName"] for p in live})
-        put(SCHEDULED, True, "Scheduled", f"{len(live)} pod(s) on {', '.join(nodes)}")
+        put(Cond.SCHEDULED, True, Reason.SCHEDULED, f"{len(live)} pod(s) on {', '.join(nodes)}")
     else:
-        put(SCHEDULED, ConditionStatus.UNKNOWN, "Pending", "waiting for pods to be created and placed")
+        put(
+            Cond.SCHEDULED,
+            ConditionStatus.UNKNOWN,
+            Reason.PENDING,
+            "waiting for pods to be created and placed",
+        )
 
     crash = next((found for p in live if (found := _crash(p))), None)
     if crash:
-        put(DEGRADED, True, "CrashLoop", crash)
+        put(Cond.DEGRADED, True, Reason.CRASH_LOOP, crash)
     else:
-        put(DEGRADED, False, "Healthy" if live else "NoPods", "")
+        put(Cond.DEGRADED, False, Reason.HEALTHY if live else Reason.NO_PODS, "")
 
     if desired_replicas == 0:
-        put(READY, False, "ScaledToZero", "spec.replicas is 0")
+        put(Cond.READY, False, Reason.SCALED_TO_ZERO, "spec.replicas is 0")
         phase = ModelDeploymentPhase.PENDING
     elif ready_replicas >= desired_replicas:
-        put(READY, True, "Ready", f"{ready_replicas}/{desired_replicas} replica(s) answer on /v1/models")
+        put(
+            Cond.READY,
+            True,
+            Reason.READY,
+            f"{ready_replicas}/{desired_replicas} replica(s) answer on /v1/models",
+        )
         phase = ModelDeploymentPhase.DEGRADED if crash else ModelDeploymentPhase.READY
     else:
-        scheduled = get_condition(conditions, SCHEDULED)
+        scheduled = get_condition(conditions, Cond.SCHEDULED)
         assert scheduled is not None
         if scheduled.status == ConditionStatus.FALSE:
-            put(READY, False, scheduled.reason, scheduled.message)
+            put(Cond.READY, False, scheduled.reason, scheduled.message)
             phase = ModelDeploymentPhase.SCHEDULING
         elif crash:
-            put(READY, False, "CrashLoop", crash)
+            put(Cond.READY, False, Reason.CRASH_LOOP, crash)
             phase = ModelDeploymentPhase.DEGRADED
         elif scheduled.status == ConditionStatus.TRUE:
             put(
-                READY,
+                Cond.READY,
                 False,
-                "Loading",
+                Reason.LOADING,
                 f"{ready_replicas}/{desired_replicas} replica(s) ready; loading the model",
             )
             phase = ModelDeploymentPhase.LOADING
         else:
-            put(READY, False, "Pending", "waiting for pods")
+            put(Cond.READY, False, Reason.PENDING, "waiting for pods")
             phase = ModelDeploymentPhase.SCHEDULING
     return Observed(list(conditions), phase, replicas, ready_replicas)

@@ -6,19 +6,19 @@ through a short Job that mounts the claim, from a PVC.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from kubernetes.client.rest import ApiException
 
 from shinsa.api import ModelDeployment
+from shinsa.api.lifecycle import ModelDeploymentReason as Reason
 from shinsa.controllers import kube
 from shinsa.controllers.desired import SpecProblem
+from shinsa.controllers.settings import OperatorSettings
 from shinsa.evaluation.config import redact_userinfo
 from shinsa.planner import Architecture, PlannerError, lookup_model
 from shinsa.registry import models as registry
 from shinsa.render.config_reader import (
-    DEFAULT_READER_IMAGE,
     JOB_UID_LABEL,
     SOURCE_ANNOTATION,
     ReaderOutcome,
@@ -34,14 +34,13 @@ class SourceUnavailable(SpecProblem):
     uploaded yet or still being read): reported like a spec problem, then retried after
     `retry_after_s` (the controller's default when None), since nothing in the spec is wrong."""
 
-    def __init__(self, reason: str, message: str, retry_after_s: float | None = None) -> None:
+    def __init__(self, reason: Reason, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(reason, message)
         self.retry_after_s = retry_after_s
 
 
-# The config-reader Job of a pvc:// model: its image (anything with sh, gzip and base64), how often
-# to look at it while it runs, and how long to wait before trying again after it failed.
-CONFIG_READER_IMAGE = os.environ.get("SHINSA_CONFIG_READER_IMAGE", DEFAULT_READER_IMAGE)
+# The config-reader Job of a pvc:// model: how often to look at it while it runs, and how long to
+# wait before trying again after it failed.
 READER_POLL_S = 5.0
 READER_RETRY_S = 60.0
 
@@ -56,26 +55,26 @@ def _from_config(config: dict[str, Any], md: ModelDeployment, where: str) -> Arc
     try:
         return Architecture.from_config(_with_override(config, md))
     except PlannerError as exc:
-        raise SpecProblem("UnsupportedArchitecture", f"{where}: {exc}") from None
+        raise SpecProblem(Reason.UNSUPPORTED_ARCHITECTURE, f"{where}: {exc}") from None
 
 
-def _read_s3_config(uri: str) -> dict[str, Any]:
+def _read_s3_config(uri: str, endpoint_url: str | None) -> dict[str, Any]:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     key = f"{prefix.rstrip('/')}/config.json" if prefix else "config.json"
     try:
-        body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        body = boto3.client("s3", endpoint_url=endpoint_url).get_object(Bucket=bucket, Key=key)["Body"].read()
     except (BotoCoreError, ClientError) as exc:
         raise SourceUnavailable(
-            "ConfigUnreadable", f"spec.model.uri: cannot read s3://{bucket}/{key}: {exc}"
+            Reason.CONFIG_UNREADABLE, f"spec.model.uri: cannot read s3://{bucket}/{key}: {exc}"
         ) from None
     try:
         loaded: dict[str, Any] = json.loads(body)
     except json.JSONDecodeError as exc:
         raise SpecProblem(
-            "ConfigInvalid", f"spec.model.uri: s3://{bucket}/{key} is not JSON: {exc}"
+            Reason.CONFIG_INVALID, f"spec.model.uri: s3://{bucket}/{key} is not JSON: {exc}"
         ) from None
     return loaded
 
@@ -84,63 +83,67 @@ def _read_s3_config(uri: str) -> dict[str, Any]:
 SERVABLE_SCHEMES = ("hf://", "s3://", "pvc://")
 
 
-def resolve_model_uri(md: ModelDeployment) -> tuple[str, str]:
+def resolve_model_uri(md: ModelDeployment, settings: OperatorSettings) -> tuple[str, str]:
     """The concrete URI to serve and how to describe it in status. `models:/` URIs are looked up
-    in the MLflow registry named by $MLFLOW_TRACKING_URI (the operator's setting)."""
+    in the MLflow registry of the operator's settings."""
     uri = md.spec.model.uri
     if not uri.startswith("models:/"):
         return uri, uri if not md.spec.model.revision else f"{uri}@{md.spec.model.revision}"
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    tracking_uri = settings.mlflow_tracking_uri
     if not tracking_uri:
         raise SpecProblem(
-            "RegistryNotConfigured",
+            Reason.REGISTRY_NOT_CONFIGURED,
             "spec.model.uri: models:/ URIs are resolved in the MLflow registry, and the operator has no "
             "MLFLOW_TRACKING_URI (set it in the operator's environment, e.g. the chart's extraEnv)",
         )
     try:
         registered = registry.resolve(uri, tracking_uri, SERVABLE_SCHEMES)
     except registry.RegistryError as exc:
-        raise SpecProblem("ModelNotRegistered", f"spec.model.uri: {exc}") from None
+        raise SpecProblem(Reason.MODEL_NOT_REGISTERED, f"spec.model.uri: {exc}") from None
     except Exception as exc:  # MLflow's client raises MlflowException or requests' errors alike
         # Its messages quote the request URL, credentials included.
         redacted = redact_userinfo(tracking_uri)
         detail = str(exc).replace(tracking_uri.rstrip("/"), redacted.rstrip("/"))
         raise SourceUnavailable(
-            "RegistryUnavailable",
+            Reason.REGISTRY_UNAVAILABLE,
             f"spec.model.uri: the MLflow registry at {redacted} did not answer: {detail}",
         ) from None
     return registered.source, registered.describe()
 
 
-def _read_pvc_config(md: ModelDeployment, uri: str) -> dict[str, Any]:
+def _read_pvc_config(md: ModelDeployment, uri: str, reader_image: str) -> dict[str, Any]:
     """config.json of a pvc:// model, through a Job that mounts the claim (the operator cannot):
     started on the first call, read back on a later one; SourceUnavailable until then."""
     namespace, name = md.metadata.namespace or "", reader_job_name(md)
     try:
-        outcome = _reader_job_outcome(md, uri, namespace, name)
+        outcome = _reader_job_outcome(md, uri, namespace, name, reader_image)
         if outcome.state == "failed":
             kube.delete_job(namespace, name)  # so that the next try reads the file again
     except (ApiException, kube.MissingAPI, kube.Rejected) as exc:
         raise SourceUnavailable(
-            "ConfigUnreadable", f"spec.model.uri: Job {name} to read {uri}/config.json: {exc}", READER_RETRY_S
+            Reason.CONFIG_UNREADABLE,
+            f"spec.model.uri: Job {name} to read {uri}/config.json: {exc}",
+            READER_RETRY_S,
         ) from None
     if outcome.state == "running":
         raise SourceUnavailable(
-            "ConfigPending", f"spec.model.uri: Job {name} is reading {uri}/config.json", READER_POLL_S
+            Reason.CONFIG_PENDING, f"spec.model.uri: Job {name} is reading {uri}/config.json", READER_POLL_S
         )
     if outcome.state == "failed":
         raise SourceUnavailable(
-            "ConfigUnreadable",
+            Reason.CONFIG_UNREADABLE,
             f"spec.model.uri: Job {name} could not read {uri}/config.json: {outcome.message}",
             READER_RETRY_S,
         )
     try:
         return decode_config_message(outcome.message, uri)
     except ValueError as exc:
-        raise SpecProblem("ConfigInvalid", f"spec.model.uri: {exc}") from None
+        raise SpecProblem(Reason.CONFIG_INVALID, f"spec.model.uri: {exc}") from None
 
 
-def _reader_job_outcome(md: ModelDeployment, uri: str, namespace: str, name: str) -> ReaderOutcome:
+def _reader_job_outcome(
+    md: ModelDeployment, uri: str, namespace: str, name: str, reader_image: str
+) -> ReaderOutcome:
     job = kube.get_job(namespace, name)
     owners = [] if job is None else job["metadata"].get("ownerReferences", [])
     if job is not None and not any(o.get("uid") == md.metadata.uid for o in owners):
@@ -150,7 +153,7 @@ def _reader_job_outcome(md: ModelDeployment, uri: str, namespace: str, name: str
             # about to remove its reader Job.
             return ReaderOutcome("running")
         raise SpecProblem(
-            "ConfigReaderConflict",
+            Reason.CONFIG_READER_CONFLICT,
             f"spec.model.uri: a Job named {name} exists and does not belong to this ModelDeployment; "
             "rename one of them",
         )
@@ -158,17 +161,17 @@ def _reader_job_outcome(md: ModelDeployment, uri: str, namespace: str, name: str
         kube.delete_job(namespace, name)  # it read another path; a later try starts a new one
         return ReaderOutcome("running")
     if job is None:
-        kube.apply(render_config_reader(md, uri, CONFIG_READER_IMAGE))
+        kube.apply(render_config_reader(md, uri, reader_image))
         return ReaderOutcome("running")
     # Only this Job's pods: a pod of a replaced Job may outlive it and hold the old path's file.
     return reader_outcome(job, kube.list_pods(namespace, {JOB_UID_LABEL: job["metadata"]["uid"]}))
 
 
-def resolve_architecture(md: ModelDeployment, uri: str) -> Architecture:
+def resolve_architecture(md: ModelDeployment, uri: str, settings: OperatorSettings) -> Architecture:
     """`uri` is the concrete one (after the registry lookup)."""
     scheme, _, rest = uri.partition("://")
     if scheme == "s3":
-        return _from_config(_read_s3_config(uri), md, f"s3 config.json of {uri}")
+        return _from_config(_read_s3_config(uri, settings.s3_endpoint_url), md, f"s3 config.json of {uri}")
     # hf://org/name is looked up by repository id, then by its name alone (the catalog's short
     # names); pvc://claim/path by its last path component.
     candidates = (
@@ -184,10 +187,12 @@ def resolve_architecture(md: ModelDeployment, uri: str) -> Architecture:
         except PlannerError:
             continue
     if preset is None and scheme == "pvc":
-        return _from_config(_read_pvc_config(md, uri), md, f"config.json of {uri}")
+        return _from_config(
+            _read_pvc_config(md, uri, settings.config_reader_image), md, f"config.json of {uri}"
+        )
     if preset is None:
         raise SpecProblem(
-            "ArchitectureUnknown",
+            Reason.ARCHITECTURE_UNKNOWN,
             f"spec.model.uri: {candidates[0]!r} is not in the built-in catalog and the Hugging Face Hub "
             "is not read from here; store the model in S3 (s3://...) or on a volume (pvc://...) so its "
             "config.json can be read",
