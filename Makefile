@@ -29,10 +29,12 @@ env: $(VENV)/.complete ## create the virtualenv (cached) and install shinsa into
 tools: ## build the local control plane's binaries (cached)
 	@tools/build.sh >/dev/null
 
-lint: env ## ruff and mypy
+lint: env ## ruff, mypy and the import layering (.importlinter)
 	$(BIN)/ruff check operator tests benchmarks
 	$(BIN)/ruff format --check operator tests benchmarks
 	$(BIN)/mypy
+	@# This checkout's package, whichever clone the shared venv's editable install points at.
+	PYTHONPATH=operator $(BIN)/lint-imports
 
 unit: env ## unit tests only (no processes)
 	$(BIN)/pytest -m unit
