@@ -1,5 +1,6 @@
-"""Importing this module registers every handler and the operator settings with kopf;
-`shinsa operator run` and `kopf run -m shinsa.controllers.handlers` both do."""
+"""Importing this module registers every handler and kopf's configuration. `shinsa operator run`
+imports it and passes the settings in kopf's memo; `kopf run -m shinsa.controllers.handlers` works
+too, and then the start-up handler reads the settings from the environment itself."""
 
 from shinsa.controllers import model_deployment, settings
 
