@@ -12,7 +12,8 @@ from pydantic import Field
 from shinsa.api.base import K8sStatusModel
 
 READY = "Ready"
-"""The condition type every Shinsa resource reports; the `Ready` printer column reads it."""
+"""The summary condition of a living resource (a ModelDeployment); the `Ready` printer column
+reads it. Each resource's condition types and reasons are listed in `shinsa.api.lifecycle`."""
 
 # The patterns and limits of metav1.Condition, so conditions written by Shinsa would also be
 # valid wherever the upstream type is expected.
