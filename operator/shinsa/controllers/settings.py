@@ -32,7 +32,10 @@ WORKER_THREADS = 16
 
 # S3's bucket naming rules (the common subset of every S3-compatible server).
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_IMAGE = re.compile(r"^\S+$")
+_ONE_WORD = re.compile(r"^\S+$")
+# What MLflow's client takes as a tracking URI: a URL of any scheme it has a store for (http(s),
+# file, a database) or a Databricks workspace.
+_TRACKING_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://\S+|databricks(://\S+)?)$")
 
 _MEMO_KEY = "operator_settings"
 
@@ -48,7 +51,8 @@ class OperatorSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     mlflow_tracking_uri: str | None = Field(default=None, alias="MLFLOW_TRACKING_URI")
-    """The MLflow server that `models:/` URIs resolve in and EvalRuns log to; None: no registry."""
+    """The MLflow tracking server that `models:/` URIs resolve in and EvalRuns log to; None: no
+    registry (a `models:/` URI is then RegistryNotConfigured)."""
     s3_endpoint_url: str | None = Field(default=None, alias="AWS_ENDPOINT_URL")
     """The S3-compatible endpoint for `s3://` models and evaluation outputs; None: AWS's own.
     Credentials stay with the AWS SDK's chain (environment or a mounted Secret), never here."""
@@ -70,7 +74,14 @@ class OperatorSettings(BaseModel):
     mlflow_http_request_timeout_s: float = Field(default=10.0, gt=0, alias="MLFLOW_HTTP_REQUEST_TIMEOUT")
     """Seconds before an MLflow request is given up."""
 
-    @field_validator("mlflow_tracking_uri", "s3_endpoint_url")
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _tracking_uri(cls, value: str | None) -> str | None:
+        if value is not None and not _TRACKING_URI.match(value):
+            raise ValueError("must be a URI such as http://mlflow.example:5000")
+        return value
+
+    @field_validator("s3_endpoint_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
@@ -87,7 +98,7 @@ class OperatorSettings(BaseModel):
     @field_validator("evaluator_image", "config_reader_image", "evaluator_service_account")
     @classmethod
     def _no_blanks(cls, value: str) -> str:
-        if not _IMAGE.match(value):
+        if not _ONE_WORD.match(value):
             raise ValueError("must be one word, without spaces")
         return value
 
