@@ -88,3 +88,15 @@ def test_docs_install_lists_every_variable_the_operator_reads() -> None:
     documented = (REPO / "docs" / "install.md").read_text()
     for field in OperatorSettings.model_fields.values():
         assert f"`{field.alias}`" in documented, field.alias
+
+
+def test_shinsa_operator_run_stops_before_starting_on_an_unusable_variable() -> None:
+    from typer.testing import CliRunner
+
+    from shinsa.cli import app
+
+    done = CliRunner().invoke(
+        app, ["operator", "run", "--metrics-port", "0"], env={"SHINSA_REGISTRY_RESYNC_SECONDS": "soon"}
+    )
+    assert done.exit_code == 2, done.output
+    assert "SHINSA_REGISTRY_RESYNC_SECONDS" in done.output
