@@ -146,6 +146,43 @@ def paired_bootstrap_difference(
     )
 
 
+@dataclass(frozen=True)
+class ClusterMean:
+    mean: float
+    ci_low: float
+    ci_high: float
+    n_clusters: int
+    n_items: int
+
+
+def cluster_mean_interval(
+    sums: ArrayLike,
+    counts: ArrayLike,
+    *,
+    draws: int = DEFAULT_DRAWS,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> ClusterMean:
+    """The mean over items grouped in clusters, and a cluster-bootstrap interval of it.
+
+    `sums[k]` and `counts[k]` are the total and the number of items of cluster k. A cluster is what
+    moves as one in a resample: a question, with all its turns and repeats. Clusters without items
+    are left out; with none left every number is NaN. The same seed gives the same interval.
+    """
+    s = np.asarray(sums, dtype=np.float64)
+    c = np.asarray(counts, dtype=np.float64)
+    keep = c > 0
+    s, c = s[keep], c[keep]
+    if s.size == 0:
+        nan = math.nan
+        return ClusterMean(nan, nan, nan, 0, 0)
+    boot = _bootstrap_means(s, c, draws, np.random.default_rng(seed))
+    low, high = _interval(boot, confidence)
+    return ClusterMean(
+        mean=float(s.sum() / c.sum()), ci_low=low, ci_high=high, n_clusters=int(s.size), n_items=int(c.sum())
+    )
+
+
 def _nanmean(values: Sequence[float]) -> float:
     arr = np.asarray(values, dtype=np.float64)
     arr = arr[~np.isnan(arr)]
