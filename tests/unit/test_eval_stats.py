@@ -8,7 +8,13 @@ import math
 import numpy as np
 import pytest
 
-from shinsa.evaluation.stats import kendall_tau, paired_bootstrap_difference, spearman_rho, summarize
+from shinsa.evaluation.stats import (
+    cluster_mean_interval,
+    kendall_tau,
+    paired_bootstrap_difference,
+    spearman_rho,
+    summarize,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -166,3 +172,23 @@ def test_rank_agreement_handles_ties() -> None:
     expected = np.corrcoef(ranks, [1, 2, 3, 4])[0, 1]
     assert spearman_rho([1, 1, 2, 3], [1, 2, 3, 4]) == pytest.approx(expected)
     assert math.isnan(kendall_tau([3, 3, 3], [1, 2, 3]))
+
+
+def test_cluster_mean_interval_matches_summarize_given_per_question_totals() -> None:
+    rng = np.random.default_rng(4)
+    scores = rng.integers(1, 11, size=(25, 3)).astype(float)
+    scores[3, 1] = np.nan
+    summary = summarize(*_table(scores), seed=9)
+    kept = ~np.isnan(scores)
+    totals = cluster_mean_interval(np.nansum(scores, axis=1), kept.sum(axis=1), seed=9)
+    assert totals.mean == pytest.approx(summary.mean)
+    assert (totals.ci_low, totals.ci_high) == pytest.approx((summary.ci_low, summary.ci_high))
+    assert totals.n_clusters == 25 and totals.n_items == 74
+
+
+def test_cluster_mean_interval_leaves_out_empty_clusters_and_is_nan_without_any() -> None:
+    with_empty = cluster_mean_interval([3.0, 0.0, 5.0], [1, 0, 1], seed=1)
+    without = cluster_mean_interval([3.0, 5.0], [1, 1], seed=1)
+    assert with_empty == without and with_empty.n_clusters == 2
+    nothing = cluster_mean_interval([], [])
+    assert math.isnan(nothing.mean) and nothing.n_clusters == 0
