@@ -124,7 +124,8 @@ def test_cel_rules_reference_fields_that_exist(resource: type[K8sResource]) -> N
             rules += 1
             assert rule["message"] and len(rule["message"]) < 200
             assert rule["rule"].count("(") == rule["rule"].count(")"), rule["rule"]
-            for ref in re.findall(r"self((?:\.[A-Za-z]+)+)", rule["rule"]):
+            # Field references, not method calls such as `self.matches(...)`.
+            for ref in re.findall(r"self((?:\.[A-Za-z]+)+)(?![A-Za-z(])", rule["rule"]):
                 assert _resolve_path(node, ref) is not None or _resolve_path(node, ref.rsplit(".", 1)[0]), (
                     f"{path}: rule {rule['rule']!r} names {ref}, which the schema lacks"
                 )
@@ -201,6 +202,24 @@ def test_crd_names_and_subresources() -> None:
         "plan"
     ]
     assert plan == {**plan, "type": "object", "x-kubernetes-preserve-unknown-fields": True}
+
+
+def test_free_form_and_nullable_fields() -> None:
+    spec = _schema(EvalRun)["properties"]["spec"]
+    model = spec["properties"]["model"]["properties"]
+    assert model["extraBody"] == {
+        **model["extraBody"],
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
+    assert "additionalProperties" not in model["extraBody"]
+    judge = spec["properties"]["judges"]["items"]["properties"]
+    # null means "send none": kept by the server instead of pruned and defaulted.
+    assert judge["temperature"]["nullable"] is True and judge["temperature"]["default"] == 0
+    assert "nullable" not in judge["reasoningEffort"]  # unset is the default there
+    for path, node in _nodes(_schema(EvalRun)):
+        if node.get("nullable"):
+            assert "default" in node, f"{path}: nullable only where null differs from the default"
 
 
 def test_cli_prints_all_crds(tmp_path: Path) -> None:

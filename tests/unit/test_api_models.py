@@ -16,6 +16,7 @@ from shinsa.api import (
     BenchmarkName,
     ConditionStatus,
     EvalRun,
+    GateRuleType,
     ModelDeployment,
     ModelDeploymentPhase,
     get_condition,
@@ -162,13 +163,43 @@ def test_remote_code_off_needs_no_pinned_revision() -> None:
 
 def test_eval_run_example_parses_with_defaults() -> None:
     run = EvalRun.model_validate(EVAL)
-    assert run.spec.repeats == 3
     assert run.spec.concurrency == 16
     assert run.spec.max_error_rate == 0.05
+    assert run.spec.retries == 4
     assert run.spec.benchmarks[0].name is BenchmarkName.MT_BENCH_JA
+    assert run.spec.sampling.reasoning_effort == "minimal"
     assert run.spec.gates is not None and run.spec.gates.confidence == 0.95
-    assert run.spec.gates.rules[0].metric == "score"
+    assert run.spec.gates.rules[0].type is GateRuleType.NON_INFERIORITY
+    assert run.spec.gates.rules[0].metric_name == "score"
+    assert run.spec.gates.rules[3].benchmark is None  # maxErrorRate checks the whole run
+    assert run.spec.judges[0].temperature is None and run.spec.judges[0].max_tokens == 2048
     assert EvalRun.model_validate(run.to_k8s()) == run
+
+
+def test_a_judge_without_temperature_stays_without_one_through_the_wire_format() -> None:
+    # null is a value of its own (send no temperature), not "unset, take the default 0".
+    run = EvalRun.model_validate(EVAL)
+    wire = run.to_k8s()["spec"]["judges"][0]
+    assert wire["temperature"] is None
+    assert "reasoningEffort" not in wire  # an unset field with a None default is still left out
+    defaulted = with_value(EVAL, "spec.judges", [{"name": "j", "endpoint": "http://j/v1", "model": "m"}])
+    assert EvalRun.model_validate(defaulted).spec.judges[0].temperature == 0.0
+
+
+def test_long_context_alone_needs_no_judge() -> None:
+    body = with_value(EVAL, "spec.judges", ...)
+    body = with_value(with_value(body, "spec.gates", ...), "spec.promote", ...)
+    body = with_value(body, "spec.benchmarks", [{"name": "long-context", "dataset": {"uri": "/d"}}])
+    assert EvalRun.model_validate(body).spec.judges == []
+
+
+def test_the_judge_free_benchmarks_are_the_engines_rule_scored_ones() -> None:
+    from shinsa.api.eval_run import RULE_SCORED_BENCHMARKS
+    from shinsa.evaluation.benchmarks import known_benchmarks
+
+    registry = known_benchmarks()
+    assert set(registry) == set(BenchmarkName)
+    assert {n for n, cls in registry.items() if not cls.needs_judge} == RULE_SCORED_BENCHMARKS
 
 
 def test_eval_run_against_an_external_endpoint() -> None:

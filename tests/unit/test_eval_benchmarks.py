@@ -14,7 +14,7 @@ import pytest
 from shinsa.evaluation.benchmarks import known_benchmarks
 from shinsa.evaluation.benchmarks.base import Benchmark, JudgmentParser, Messages
 from shinsa.evaluation.benchmarks.long_context import build_prompt
-from shinsa.evaluation.config import BenchmarkConfig, DatasetSource, Sampling
+from shinsa.evaluation.config import BenchmarkSpec, DatasetSource, Sampling
 from shinsa.evaluation.datasets import DatasetError, Question
 from shinsa.evaluation.records import Generation, Item, Judgment, StepFailed
 from shinsa.evaluation.scoring import benchmark_scores
@@ -74,7 +74,7 @@ class ScriptedContext:
 
 def make(name: str, **config: Any) -> Benchmark:
     config.setdefault("dataset", DatasetSource(uri="/unused"))
-    cfg = BenchmarkConfig(name=name, **config)
+    cfg = BenchmarkSpec(name=name, **config)
     return known_benchmarks()[name](cfg, Sampling())
 
 

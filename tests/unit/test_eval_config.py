@@ -6,7 +6,19 @@ from typing import Any
 
 import pytest
 
-from shinsa.evaluation.config import ConfigError, Sampling, load_config, parse_config, redact_userinfo
+from shinsa.api import EvalRun
+from shinsa.evaluation.benchmarks import check_config
+from shinsa.evaluation.benchmarks.base import Benchmark
+from shinsa.evaluation.config import (
+    ConfigError,
+    EvalConfig,
+    Sampling,
+    load_config,
+    parse_config,
+    redact_userinfo,
+)
+from shinsa.evaluation.datasets import Question
+from tests.support.api_cases import EVAL
 
 pytestmark = pytest.mark.unit
 
@@ -21,11 +33,27 @@ def spec(**overrides: Any) -> dict[str, Any]:
     return base
 
 
+def checked(data: Any) -> EvalConfig:
+    """What `shinsa eval run` does before any request: parse, then the benchmark classes' checks."""
+    config = parse_config(data)
+    check_config(config)
+    return config
+
+
 def test_defaults_follow_the_evalrun_contract() -> None:
     config = parse_config(spec())
     assert (config.repeats, config.concurrency, config.max_error_rate) == (3, 16, 0.05)
+    assert (config.timeout_seconds, config.retries, config.backoff_seconds) == (600.0, 4, 1.0)
     assert config.benchmarks[0].dataset.question_file == "question.jsonl"
     assert config.judges[0].temperature == 0.0
+    assert (config.output.dir, config.checkpoint.uri, config.mlflow.run_name) == ("eval-results", None, None)
+
+
+def test_the_spec_is_the_evalrun_spec() -> None:
+    # Anything the engine accepts can be applied as an EvalRun, and the other way round.
+    config = parse_config(spec(sampling={"reasoningEffort": "minimal"}, timeoutSeconds=30))
+    run = EvalRun.model_validate({"spec": config.spec.to_k8s()})
+    assert run.spec == config.spec
 
 
 def test_a_whole_manifest_or_just_its_spec() -> None:
@@ -34,8 +62,22 @@ def test_a_whole_manifest_or_just_its_spec() -> None:
         "kind": "EvalRun",
         "metadata": {"name": "x"},
         "spec": spec(),
+        "engine": {"outputDir": "/tmp/out"},
     }
-    assert parse_config(manifest) == parse_config(spec())
+    assert parse_config(manifest) == parse_config({**spec(), "engine": {"outputDir": "/tmp/out"}})
+    assert parse_config(manifest).output.dir == "/tmp/out"
+    with pytest.raises(ConfigError, match="kind: expected EvalRun"):
+        parse_config({**manifest, "kind": "ModelDeployment"})
+
+
+def test_the_resolved_config_reads_back_as_the_same_config() -> None:
+    # config.json of a run is the flat shape a config file has.
+    config = parse_config(
+        spec(judges=[{"name": "a", "endpoint": "http://j", "model": "m", "temperature": None}])
+    )
+    wire = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert wire["judges"][0]["temperature"] is None and "engine" in wire and "spec" not in wire
+    assert parse_config(wire) == config
 
 
 def test_camel_case_fields_and_sampling_layers() -> None:
@@ -54,17 +96,56 @@ def test_camel_case_fields_and_sampling_layers() -> None:
             maxErrorRate=0.1,
         )
     )
-    bench = config.benchmarks[0]
-    assert bench.sampling_for(config.sampling, "math") == Sampling(
+    bench = known_benchmark(config)
+
+    def sampling(category: str) -> Sampling:
+        return bench.sampling_for(Question("q", category, ("hi",)))
+
+    assert sampling("math") == Sampling(
         temperature=0.0, top_p=0.9, max_tokens=1024, reasoning_effort="medium"
     )
-    assert bench.sampling_for(config.sampling, "writing").temperature == 0.7
+    assert sampling("writing").temperature == 0.7
     assert config.rate_limit is not None and config.rate_limit.tokens_per_minute == 100000
 
 
-def test_operator_only_top_level_fields_are_tolerated() -> None:
-    config = parse_config(spec(gates={"baseline": {"mlflowRunId": "abc"}}, promote=None))
+def known_benchmark(config: EvalConfig) -> Benchmark:
+    from shinsa.evaluation.benchmarks import known_benchmarks
+
+    return known_benchmarks()[config.benchmarks[0].name](config.benchmarks[0], config.sampling)
+
+
+def test_operator_only_fields_are_noted() -> None:
+    gates = {"rules": [{"type": "maxErrorRate", "limit": 0.1}]}
+    config = parse_config(spec(gates=gates, promote={"registeredModel": "m", "alias": "production"}))
     assert config.unknown_keys() == ["gates", "promote"]
+    assert parse_config(spec()).unknown_keys() == []
+
+
+def test_a_deployment_ref_needs_an_endpoint_to_run_locally() -> None:
+    with pytest.raises(ConfigError, match=r"spec\.model\.endpoint: required to run"):
+        parse_config(spec(model={"deploymentRef": {"name": "llm-jp-4-8b"}}))
+
+
+def test_fields_of_the_old_engine_schema_say_where_they_went() -> None:
+    with pytest.raises(ConfigError, match=r"output: .*engine option now: engine.outputDir"):
+        parse_config(spec(output={"dir": "x"}))
+    judge = {"name": "a", "endpoint": "http://j", "model": "m", "apiKeyEnv": "K"}
+    with pytest.raises(ConfigError, match=r"judges\[0\].apiKeyEnv: .*engine.judgeApiKeyEnv"):
+        parse_config(spec(judges=[judge]))
+
+
+def test_engine_options_name_the_key_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("MODEL_KEY", "sk-model")
+    config = parse_config(
+        spec(engine={"judgeApiKeyEnv": {"gpt": "OPENAI_API_KEY"}, "modelApiKeyEnv": "MODEL_KEY"})
+    )
+    assert config.judges[0].key_env == "OPENAI_API_KEY"
+    assert config.model.api_key_env == "MODEL_KEY"
+    with pytest.raises(ConfigError, match=r"engine.judgeApiKeyEnv.nope: no judge of that name"):
+        parse_config(spec(engine={"judgeApiKeyEnv": {"nope": "OPENAI_API_KEY"}}))
+    with pytest.raises(ConfigError, match=r"engine.judgeApiKeyEnv.gpt: environment variable UNSET_KEY"):
+        parse_config(spec(engine={"judgeApiKeyEnv": {"gpt": "UNSET_KEY"}}))
 
 
 @pytest.mark.parametrize(
@@ -96,17 +177,22 @@ def test_operator_only_top_level_fields_are_tolerated() -> None:
             {"benchmarks": [{"name": "long-context", "dataset": {"uri": "/d"}, "contextLengths": [100]}]},
             "benchmarks[0].contextLengths",
         ),
-        ({"judges": []}, "judges"),
+        ({"judges": []}, "spec.judges"),
+        ({"repeats": 21}, "repeats"),
+        ({"sampling": {"reasoningEffort": "extreme"}}, "sampling.reasoningEffort"),
+        ({"timeoutSeconds": 0}, "timeoutSeconds"),
         (
-            {"judges": [{"name": "a", "endpoint": "http://j", "model": "m", "apiKeyEnv": "NOPE_NOT_SET"}]},
-            "judges[0].apiKeyEnv",
+            {"benchmarks": [{"name": "mt-bench", "dataset": {"uri": "/d"}, "criteria": ["accuracy"]}]},
+            "spec.benchmarks[].criteria",
         ),
+        ({"engine": {"modelApiKeyEnv": "NOPE_NOT_SET"}}, "engine.modelApiKeyEnv"),
+        ({"engine": {"outputdir": "x"}}, "engine.outputdir"),
     ],
 )
 def test_errors_name_the_field(change: dict[str, Any], field: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOPE_NOT_SET", raising=False)
     with pytest.raises(ConfigError) as raised:
-        parse_config(spec(**change))
+        checked(spec(**change))
     assert field in str(raised.value)
 
 
@@ -136,8 +222,16 @@ def test_ordinary_urls_and_tracking_uris_pass() -> None:
 
 
 def test_rule_scored_benchmarks_need_no_judge() -> None:
-    config = parse_config(spec(judges=[], benchmarks=[{"name": "long-context", "dataset": {"uri": "/c"}}]))
+    config = checked(spec(judges=[], benchmarks=[{"name": "long-context", "dataset": {"uri": "/c"}}]))
     assert config.judges == []
+
+
+def test_the_documented_example_evalrun_is_a_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHINSA_JUDGE_API_KEY_GPT", "sk-test")
+    example = {**EVAL, "spec": {**EVAL["spec"], "model": {"endpoint": "http://m/v1", "servedName": "m"}}}
+    config = checked(example)
+    assert config.judges[0].key_env == "SHINSA_JUDGE_API_KEY_GPT"
+    assert config.judges[0].sampling().temperature is None
 
 
 def test_secret_refs_map_to_a_predictable_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,7 +250,7 @@ def test_secret_refs_map_to_a_predictable_env_var(monkeypatch: pytest.MonkeyPatc
 
 def test_duplicate_judges_are_rejected() -> None:
     judge = {"name": "a", "endpoint": "http://j", "model": "m"}
-    with pytest.raises(ConfigError, match="judges: duplicate names"):
+    with pytest.raises(ConfigError, match=r"spec\.judges: duplicate name 'a'"):
         parse_config(spec(judges=[judge, judge]))
 
 

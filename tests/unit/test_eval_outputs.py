@@ -158,16 +158,16 @@ def test_resolved_config_keeps_key_names_and_hides_extra_body_values(monkeypatch
                     "name": "j",
                     "endpoint": "http://j",
                     "model": "jm",
-                    "apiKeyEnv": "JUDGE_KEY",
                     "extraBody": {"api_key": "sk-other-secret"},
                 }
             ],
+            "engine": {"judgeApiKeyEnv": {"j": "JUDGE_KEY"}},
         }
     )
     data = resolved_config(config)
     text = json.dumps(data)
     assert "secret" not in text
-    assert data["judges"][0]["apiKeyEnv"] == "JUDGE_KEY"
+    assert data["engine"]["judgeApiKeyEnv"] == {"j": "JUDGE_KEY"}
     assert data["model"]["extraBody"] == {"chat_template_kwargs": "<not logged>"}
     assert data["judges"][0]["extraBody"] == {"api_key": "<not logged>"}
     # The client still sends the real values.

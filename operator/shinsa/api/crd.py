@@ -57,6 +57,16 @@ class SchemaError(ValueError):
     """A model cannot be expressed as a structural schema."""
 
 
+def _is_any(node: dict[str, Any], defs: dict[str, Any]) -> bool:
+    """Whether a schema accepts any JSON value (pydantic's `JsonValue` is a reference to `{}`)."""
+    ref = node.get("$ref")
+    if ref is not None:
+        return _is_any(
+            {**defs[ref.rsplit("/", 1)[-1]], **{k: v for k, v in node.items() if k != "$ref"}}, defs
+        )
+    return not set(node) - _DROPPED_KEYWORDS
+
+
 def _resolve(node: Any, defs: dict[str, Any], path: str) -> Any:
     if isinstance(node, list):
         return [_resolve(item, defs, f"{path}[]") for item in node]
@@ -76,12 +86,16 @@ def _resolve(node: Any, defs: dict[str, Any], path: str) -> Any:
         return _resolve(node, defs, path)
     any_of = node.pop("anyOf", None)
     if any_of is not None:
-        # `X | None` only: nullability is expressed by leaving the field out of `required`.
+        # `X | None` only. With a None default, nullability is expressed by leaving the field out of
+        # `required`; with another default, null is a value of its own (the server would otherwise
+        # prune it and apply the default), so the field is `nullable`.
         members = [m for m in any_of if m != {"type": "null"}]
         if len(members) != 1:
             raise SchemaError(f"{path}: unions other than `X | None` have no structural form")
         if node.get("default", ...) is None:
             del node["default"]
+        elif "default" in node and len(members) < len(any_of):
+            node["nullable"] = True
         node = {**members[0], **node}
         return _resolve(node, defs, path)
     if "$ref" in node:
@@ -95,6 +109,8 @@ def _resolve(node: Any, defs: dict[str, Any], path: str) -> Any:
             continue
         if key == "properties":
             out[key] = {name: _resolve(sub, defs, f"{path}.{name}") for name, sub in value.items()}
+        elif key == "additionalProperties" and isinstance(value, dict) and _is_any(value, defs):
+            out[key] = {}  # a map of any JSON values: the object preserves unknown fields
         elif key in ("items", "additionalProperties") and isinstance(value, dict):
             out[key] = _resolve(value, defs, f"{path}[]" if key == "items" else f"{path}{{}}")
         else:

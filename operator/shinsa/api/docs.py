@@ -59,7 +59,11 @@ def _cell(text: Any) -> str:
 
 def _rows(path: str, schema: dict[str, Any], required: bool) -> Iterator[tuple[str, ...]]:
     default = f"`{_cell(json.dumps(schema['default']))}`" if "default" in schema else ""
-    type_ = _type_of(schema) + (", required" if required else "")
+    type_ = (
+        _type_of(schema)
+        + (", nullable" if schema.get("nullable") else "")
+        + (", required" if required else "")
+    )
     yield (f"`{path}`", type_, default, _cell(_constraints(schema)), _cell(schema.get("description", "")))
     target = schema.get("items", schema) if schema.get("type") == "array" else schema
     suffix = "[]" if target is not schema else ""

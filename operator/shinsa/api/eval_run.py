@@ -1,15 +1,32 @@
-"""The EvalRun resource: judge-scored benchmarks against a model, regression gates, and promotion."""
+"""The EvalRun resource: judge-scored benchmarks against a model, regression gates, and promotion.
+
+These models are also the evaluation engine's configuration (`shinsa eval run --config`): every
+option a user has on a laptop is a field here, validated once, whether the API server or the engine
+reads it. What only a local run needs (output directory, key variables) is in
+`shinsa.evaluation.config.EngineOptions`.
+"""
 
 from __future__ import annotations
 
 import enum
+import re
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, JsonValue, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    JsonValue,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
 
 from shinsa.api.base import CelRule, K8sModel, K8sStatusModel, defaulted, require_unique
 from shinsa.api.conditions import Condition
+from shinsa.api.gates import GatePolicy, LocalRef
 from shinsa.api.resource import AGE_COLUMN, K8sResource, PrinterColumn
 
 DATASET_URI_PATTERN = (
@@ -23,6 +40,53 @@ _OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 # CEL cost estimates treat a string without maxLength as megabytes long, which makes the rules that
 # compare benchmark names too expensive for the API server to accept.
 _SHORT_ENUM: dict[str, JsonValue] = {"maxLength": 64}
+_PROMPT_CHARS = 65536
+# Empty maps and lists Python fills in are CRD defaults too, so the server stores what Python reads.
+_EMPTY_MAP: dict[str, JsonValue] = {"default": {}}
+
+_USERINFO = re.compile(r"^([^/@]*//)?[^/@]*@")
+
+NO_CREDENTIALS = CelRule(
+    rule="!self.matches('^([^/@]*//)?[^/@]*@')",
+    message="must not embed credentials (user:password@): URLs are logged; use a Secret or variable",
+    holds=lambda url: not _USERINFO.match(url),
+)
+"""URLs are logged (MLflow params, scores.json, error messages, events), so credentials must not be
+in them. A CEL message, unlike a pattern's, does not echo the value back."""
+
+
+def redact_userinfo(value: str) -> str:
+    """`https://user:secret@host/x` -> `https://***@host/x`, for messages that echo a URL."""
+    return _USERINFO.sub(lambda m: (m.group(1) or "") + "***@", value, count=1)
+
+
+def _refuse_credentials(value: Any) -> Any:
+    # Runs before the pattern check (it follows the Field in `Annotated`), so that a URL with
+    # credentials gets this message and not the pattern's.
+    if isinstance(value, str) and not NO_CREDENTIALS.holds(value):
+        raise ValueError(NO_CREDENTIALS.message)
+    return value
+
+
+_NO_CREDENTIALS_RULE: dict[str, JsonValue] = dict(NO_CREDENTIALS.to_schema())
+_NO_CREDENTIALS_SCHEMA: dict[str, JsonValue] = {"x-kubernetes-validations": [_NO_CREDENTIALS_RULE]}
+
+HttpUrl = Annotated[
+    str,
+    Field(pattern=_HTTP_URL_PATTERN, max_length=2048, json_schema_extra=_NO_CREDENTIALS_SCHEMA),
+    BeforeValidator(_refuse_credentials),
+]
+"""An http(s) base URL without credentials."""
+
+TrackingUri = Annotated[
+    str,
+    Field(min_length=1, max_length=2048, json_schema_extra=_NO_CREDENTIALS_SCHEMA),
+    BeforeValidator(_refuse_credentials),
+]
+"""An MLflow tracking URI (http(s), file:, databricks, ...) without credentials."""
+
+ReasoningEffort = Literal["minimal", "low", "medium", "high"]
+MaxTokensParam = Literal["max_tokens", "max_completion_tokens"]
 
 
 class BenchmarkName(enum.StrEnum):
@@ -35,11 +99,65 @@ class BenchmarkName(enum.StrEnum):
     LONG_CONTEXT = "long-context"
 
 
-class LocalObjectRef(K8sModel):
-    """A reference to an object in the same namespace."""
+RULE_SCORED_BENCHMARKS = frozenset({BenchmarkName.LONG_CONTEXT})
+"""Benchmarks scored by a rule rather than a judge: the only ones that may run without judges. The
+engine's benchmark registry is tested to agree (`needs_judge`)."""
+
+
+class _ExplicitNulls(K8sModel):
+    """A model with fields whose null means something other than their default (for example "do not
+    send a temperature"). `to_k8s()` leaves nulls out; these are kept so that a round trip through
+    the wire format (and the API server, where they are `nullable`) does not bring the default back."""
+
+    @model_serializer(mode="wrap")
+    def _keep_meaningful_nulls(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        for name, field in type(self).model_fields.items():
+            if getattr(self, name) is None and field.default is not None and not field.is_required():
+                out[(field.alias or name) if info.by_alias else name] = None
+        return out
+
+
+class SecretKeyRef(K8sModel):
+    """A key of a Secret in the same namespace."""
 
     name: str = Field(pattern=_OBJECT_NAME_PATTERN, max_length=253)
-    """The object's name."""
+    """The Secret's name."""
+    key: str = Field(min_length=1, max_length=253)
+    """The key holding the value."""
+
+
+class Sampling(K8sModel):
+    """Generation settings; unset fields inherit from the enclosing level and are not sent when unset."""
+
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    """Sampling temperature."""
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    """Nucleus sampling probability mass."""
+    max_tokens: int | None = Field(default=None, ge=1)
+    """The most tokens to generate per answer."""
+    seed: int | None = None
+    """A sampling seed; each repeat offsets it so repeats stay independent."""
+    reasoning_effort: ReasoningEffort | None = None
+    """For thinking models: the `Reasoning:` level of the system prompt (minimal, low, medium or high)."""
+
+    def merged(self, override: Sampling | None) -> Sampling:
+        """These settings with the fields `override` sets replaced."""
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_none=True))
+
+
+class RateLimit(K8sModel):
+    """Token-bucket limits on the requests sent to one endpoint."""
+
+    requests_per_second: float | None = Field(default=None, gt=0)
+    """The most requests started per second."""
+    tokens_per_minute: float | None = Field(default=None, gt=0)
+    """The most tokens (prompt and completion, estimated before the request and corrected from the
+    reported usage) per minute."""
 
 
 class EvalTarget(K8sModel):
@@ -58,15 +176,32 @@ class EvalTarget(K8sModel):
             field_path=".servedName",
             reason="FieldValueRequired",
         ),
+        CelRule(
+            rule="!has(self.apiKeySecretRef) || has(self.endpoint)",
+            message="spec.model.apiKeySecretRef applies only with spec.model.endpoint",
+            holds=lambda m: m.api_key_secret_ref is None or m.endpoint is not None,
+            field_path=".apiKeySecretRef",
+            reason="FieldValueForbidden",
+        ),
     )
 
-    deployment_ref: LocalObjectRef | None = None
+    deployment_ref: LocalRef | None = None
     """A ModelDeployment in this namespace; the run waits until it is Ready and uses its endpoint."""
-    endpoint: str | None = Field(default=None, pattern=_HTTP_URL_PATTERN, max_length=2048)
-    """The base URL of an OpenAI-compatible API (for example `http://host:8000/v1`)."""
+    endpoint: HttpUrl | None = None
+    """The base URL of an OpenAI-compatible API (for example `http://host:8000/v1`; `/v1` is added
+    when the path is empty)."""
     served_name: str | None = Field(default=None, min_length=1, max_length=253)
     """The model name to request. Required with `endpoint`; with `deploymentRef` it defaults to the
     deployment's served name."""
+    revision: str | None = Field(default=None, min_length=1, max_length=255)
+    """The weights' revision, logged with the results and part of the checkpoint fingerprint."""
+    api_key_secret_ref: SecretKeyRef | None = None
+    """The Secret key holding the endpoint's API key; omit for endpoints without authentication."""
+    max_tokens_param: MaxTokensParam = "max_tokens"
+    """The request field that carries `maxTokens`: `max_completion_tokens` for APIs that want it."""
+    extra_body: dict[str, JsonValue] = Field(default_factory=dict, json_schema_extra=_EMPTY_MAP)
+    """Extra fields merged into every request body (for example vLLM's `chat_template_kwargs`).
+    Free-form, so never logged: the results list its keys only."""
 
 
 class DatasetSource(K8sModel):
@@ -74,124 +209,150 @@ class DatasetSource(K8sModel):
     and never shipped with Shinsa."""
 
     uri: str = Field(pattern=DATASET_URI_PATTERN, max_length=2048)
-    """An absolute path inside the evaluation Job, `s3://bucket/prefix` or `pvc://claim/path`."""
+    """An absolute path (inside the evaluation Job, or on the machine running `shinsa eval run`),
+    `s3://bucket/prefix` or `pvc://claim/path`."""
+    question_file: str = Field(default="question.jsonl", min_length=1, max_length=1024)
+    """The question file under the dataset root; a `*.json` file is read in the llm-jp-judge layout."""
+    reference_file: str | None = Field(default=None, min_length=1, max_length=1024)
+    """The reference-answer file under the dataset root; unset: the first `reference_answer/*.jsonl`."""
+    corpus_file: str = Field(default="corpus.txt", min_length=1, max_length=1024)
+    """long-context: the text file the prompts are built from."""
 
 
-class Sampling(K8sModel):
-    """Generation settings for the model under evaluation; unset fields keep the benchmark's defaults."""
+class JudgePrompts(K8sModel):
+    """Overrides of the judge prompt templates (`str.format` fields, checked when the run starts)."""
 
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    """Sampling temperature."""
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    """Nucleus sampling probability mass."""
-    max_tokens: int | None = Field(default=None, ge=1)
-    """The most tokens to generate per answer."""
-    seed: int | None = None
-    """A sampling seed; each repeat offsets it so repeats stay independent."""
-    reasoning_effort: Literal["low", "medium", "high"] | None = None
-    """For thinking models: the `Reasoning:` level of the system prompt."""
+    system: str | None = Field(default=None, max_length=_PROMPT_CHARS)
+    """The judge's system prompt."""
+    single: str | None = Field(default=None, max_length=_PROMPT_CHARS)
+    """The prompt rating one answer."""
+    single_reference: str | None = Field(default=None, max_length=_PROMPT_CHARS)
+    """mt-bench: the prompt rating one answer against a reference answer."""
+    multi: str | None = Field(default=None, max_length=_PROMPT_CHARS)
+    """mt-bench: the prompt rating the second turn of a conversation."""
+    multi_reference: str | None = Field(default=None, max_length=_PROMPT_CHARS)
+    """mt-bench: the prompt rating the second turn against reference answers."""
+
+
+def _only_for(field: str, *benchmarks: BenchmarkName) -> CelRule:
+    """A rule that a benchmark-specific field is set only on the benchmarks it applies to."""
+    wire = "".join(p.capitalize() if i else p for i, p in enumerate(field.split("_")))
+    names = " and ".join(benchmarks)
+    return CelRule(
+        rule=f"!has(self.{wire}) || " + " || ".join(f"self.name == '{b}'" for b in benchmarks),
+        message=f"spec.benchmarks[].{wire} applies only to the {names} benchmark"
+        + ("s" if len(benchmarks) > 1 else ""),
+        holds=lambda m: getattr(m, field) is None or m.name in benchmarks,
+        field_path=f".{wire}",
+        reason="FieldValueForbidden",
+    )
+
+
+_SET: dict[str, JsonValue] = {"x-kubernetes-list-type": "set"}
+
+
+def _unique(values: Sequence[Any] | None) -> None:
+    # What `x-kubernetes-list-type: set` makes the API server check.
+    if values is not None and len(set(values)) != len(values):
+        raise ValueError("values must be unique")
 
 
 class BenchmarkSpec(K8sModel):
     """One benchmark to run."""
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
-        CelRule(
-            rule="!has(self.contextLengths) || self.name == 'long-context'",
-            message="spec.benchmarks[].contextLengths applies only to the long-context benchmark",
-            holds=lambda m: m.context_lengths is None or m.name == BenchmarkName.LONG_CONTEXT,
-            field_path=".contextLengths",
-            reason="FieldValueForbidden",
-        ),
+        _only_for("reference_categories", BenchmarkName.MT_BENCH, BenchmarkName.MT_BENCH_JA),
+        _only_for("criteria", BenchmarkName.LLM_JP_INSTRUCTIONS),
+        _only_for("context_lengths", BenchmarkName.LONG_CONTEXT),
+        _only_for("depths", BenchmarkName.LONG_CONTEXT),
+        _only_for("samples_per_length", BenchmarkName.LONG_CONTEXT),
+        _only_for("chars_per_token", BenchmarkName.LONG_CONTEXT),
     )
 
     name: BenchmarkName = Field(json_schema_extra=_SHORT_ENUM)
     """The benchmark: mt-bench, mt-bench-ja, llm-jp-instructions, answer-carefully or long-context."""
     dataset: DatasetSource
     """Where its data is."""
-    sampling: Sampling | None = None
-    """Overrides of the generation settings."""
+    sampling: Sampling = defaulted(Sampling)
+    """Overrides of `spec.sampling` for this benchmark."""
+    category_sampling: dict[str, Sampling] = Field(
+        default_factory=dict, max_length=64, json_schema_extra=_EMPTY_MAP
+    )
+    """Overrides of this benchmark's sampling for the questions of one category (for example
+    `math: {temperature: 0}`)."""
+    system_prompt: str | None = Field(default=None, max_length=_PROMPT_CHARS)
+    """A system prompt for the model under evaluation."""
+    prompts: JudgePrompts = defaulted(JudgePrompts)
+    """Overrides of the judge prompt templates."""
     limit: int | None = Field(default=None, ge=1)
     """Use only the first N questions (for smoke tests)."""
-    context_lengths: list[int] | None = Field(default=None, min_length=1, max_length=16)
-    """long-context only: the prompt lengths (tokens) to test, for example [8192, 32768, 65536]."""
+    reference_categories: list[Annotated[str, Field(min_length=1, max_length=253)]] | None = Field(
+        default=None, min_length=1, max_length=32, json_schema_extra=_SET
+    )
+    """mt-bench only: the categories judged against the reference answer (default math, reasoning,
+    coding)."""
+    criteria: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=64)]] | None = Field(
+        default=None, min_length=1, max_length=16, json_schema_extra=_SET
+    )
+    """llm-jp-instructions only: the 1-5 criteria the judge rates (default accuracy, helpfulness,
+    fluency, instruction_following)."""
+    context_lengths: list[Annotated[int, Field(ge=512, le=1048576)]] | None = Field(
+        default=None, min_length=1, max_length=16
+    )
+    """long-context only: the prompt lengths (tokens) to test (default [8192, 32768, 65536])."""
+    depths: list[Annotated[float, Field(ge=0, le=1)]] | None = Field(
+        default=None, min_length=1, max_length=16
+    )
+    """long-context only: where in the text the planted fact is, as fractions (default 0.1, 0.5, 0.9)."""
+    samples_per_length: int | None = Field(default=None, ge=1, le=1000)
+    """long-context only: prompts per length and depth (default 1)."""
+    chars_per_token: float | None = Field(default=None, gt=0, le=16)
+    """long-context only: characters per token used to size prompts (default 3.0); calibrate it for the
+    tokenizer and the corpus language."""
+
+    @field_validator("reference_categories", "criteria")
+    @classmethod
+    def _unique_names(cls, values: list[str] | None) -> list[str] | None:
+        _unique(values)
+        return values
 
 
-class SecretKeyRef(K8sModel):
-    """A key of a Secret in the same namespace."""
-
-    name: str = Field(pattern=_OBJECT_NAME_PATTERN, max_length=253)
-    """The Secret's name."""
-    key: str = Field(min_length=1, max_length=253)
-    """The key holding the value."""
-
-
-class Judge(K8sModel):
+class Judge(_ExplicitNulls):
     """An LLM that scores answers through an OpenAI-compatible API."""
 
     name: str = Field(pattern=_DNS_LABEL_PATTERN, max_length=63)
     """A short name, used in metric names when several judges score the same answers."""
-    endpoint: str = Field(pattern=_HTTP_URL_PATTERN, max_length=2048)
+    endpoint: HttpUrl
     """The base URL of the judge's OpenAI-compatible API."""
     model: str = Field(min_length=1, max_length=253)
     """The judge model to request, for example `gpt-5.4-2026-03-05`."""
     api_key_secret_ref: SecretKeyRef | None = None
     """The Secret key holding the API key; omit for endpoints without authentication."""
+    temperature: float | None = Field(default=0.0, ge=0, le=2)
+    """The judge's sampling temperature: 0 keeps judging reproducible; `null` sends none, for reasoning
+    judges that reject one."""
+    max_tokens: int | None = Field(default=2048, ge=1)
+    """The most tokens per judgment; `null` sends no limit."""
+    reasoning_effort: ReasoningEffort | None = None
+    """For reasoning judges: the effort to request (minimal, low, medium or high)."""
+    max_tokens_param: MaxTokensParam = "max_tokens"
+    """The request field that carries `maxTokens`: `max_completion_tokens` for APIs that want it."""
+    parse_retries: int = Field(default=2, ge=0, le=10)
+    """How many times an unreadable judgment is asked again before the item counts as an error."""
+    rate_limit: RateLimit | None = None
+    """Limits on the requests to this judge; unset: `spec.rateLimit`."""
+    extra_body: dict[str, JsonValue] = Field(default_factory=dict, json_schema_extra=_EMPTY_MAP)
+    """Extra fields merged into every request body. Free-form, so never logged."""
 
 
 class MLflowSpec(K8sModel):
     """Where results are logged."""
 
-    tracking_uri: str | None = Field(default=None, min_length=1, max_length=2048)
-    """The MLflow tracking server. Defaults to the one the operator is configured with."""
+    tracking_uri: TrackingUri | None = None
+    """The MLflow tracking server. Defaults to the one the operator is configured with; a local run
+    without it logs nothing to MLflow."""
     experiment: str = Field(default="shinsa", min_length=1, max_length=500)
     """The MLflow experiment to log the run under."""
-
-
-class BaselineRef(K8sModel):
-    """The scores a candidate is compared against."""
-
-    cel_rules: ClassVar[tuple[CelRule, ...]] = (
-        CelRule(
-            rule="has(self.evalRunRef) != has(self.mlflowRunId)",
-            message="spec.gates.baseline must set exactly one of evalRunRef or mlflowRunId",
-            holds=lambda m: (m.eval_run_ref is None) != (m.mlflow_run_id is None),
-        ),
-    )
-
-    eval_run_ref: LocalObjectRef | None = None
-    """A Succeeded EvalRun in this namespace that ran the same benchmarks."""
-    mlflow_run_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$", max_length=64)
-    """An MLflow run logged by an earlier evaluation."""
-
-
-class GateRule(K8sModel):
-    """A bound on how much worse than the baseline one metric may be."""
-
-    benchmark: BenchmarkName = Field(json_schema_extra=_SHORT_ENUM)
-    """The benchmark the metric belongs to; it must be listed in spec.benchmarks."""
-    metric: str = Field(default="score", pattern=r"^[A-Za-z0-9_.:/-]+$", max_length=250)
-    """The metric as logged to MLflow, without the benchmark prefix."""
-    max_regression: float = Field(ge=0)
-    """The largest drop (baseline minus candidate, in the metric's units) that still passes."""
-    min_score: float | None = None
-    """An absolute floor the candidate's mean must reach regardless of the baseline."""
-
-
-class Gates(K8sModel):
-    """Regression gates: the candidate passes when no rule finds a regression beyond its bound.
-
-    Differences are judged on question-level paired bootstrap intervals: a rule fails when the whole
-    interval lies beyond `maxRegression`, passes when the whole interval lies within it, and is
-    inconclusive otherwise.
-    """
-
-    baseline: BaselineRef
-    """What to compare against."""
-    rules: list[GateRule] = Field(min_length=1, max_length=64)
-    """The bounds to check."""
-    confidence: float = Field(default=0.95, ge=0.5, lt=1)
-    """The confidence level of the bootstrap intervals."""
 
 
 class Promotion(K8sModel):
@@ -203,6 +364,10 @@ class Promotion(K8sModel):
     """The registry alias to point at the new version (for example `production`)."""
     target_deployment: str | None = Field(default=None, pattern=_OBJECT_NAME_PATTERN, max_length=253)
     """A ModelDeployment in this namespace to roll out to the promoted version."""
+
+
+def _judged(spec: EvalRunSpec) -> list[str]:
+    return [b.name for b in spec.benchmarks if b.name not in RULE_SCORED_BENCHMARKS]
 
 
 class EvalRunSpec(K8sModel):
@@ -218,16 +383,31 @@ class EvalRunSpec(K8sModel):
         ),
         CelRule(
             rule=(
-                "!has(self.gates) || "
-                "self.gates.rules.all(r, self.benchmarks.exists(b, b.name == r.benchmark))"
+                "!has(self.gates) || self.gates.rules.all(r, !has(r.benchmark) || "
+                "self.benchmarks.exists(b, b.name == r.benchmark))"
             ),
             message="every spec.gates.rules[].benchmark must be listed in spec.benchmarks",
             holds=lambda m: (
                 m.gates is None
-                or all(any(b.name == r.benchmark for b in m.benchmarks) for r in m.gates.rules)
+                or all(
+                    r.benchmark is None or any(b.name == r.benchmark for b in m.benchmarks)
+                    for r in m.gates.rules
+                )
             ),
             field_path=".gates",
             reason="FieldValueInvalid",
+        ),
+        CelRule(
+            rule=(
+                "(has(self.judges) && self.judges.size() > 0) || "
+                + "self.benchmarks.all(b, "
+                + " || ".join(f"b.name == '{n}'" for n in sorted(RULE_SCORED_BENCHMARKS))
+                + ")"
+            ),
+            message="spec.judges is required: every benchmark but long-context is scored by a judge",
+            holds=lambda m: bool(m.judges) or not _judged(m),
+            field_path=".judges",
+            reason="FieldValueRequired",
         ),
     )
 
@@ -240,23 +420,41 @@ class EvalRunSpec(K8sModel):
     )
     """The benchmarks to run, each at most once."""
     judges: list[Judge] = Field(
-        min_length=1,
+        default_factory=list,
         max_length=8,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        json_schema_extra={
+            "default": [],
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
     )
-    """The judges that score the answers. With several, every answer is scored by each (a judge-swap
-    sensitivity check)."""
-    repeats: int = Field(default=3, ge=1, le=10)
+    """The judges that score the answers; the first is the primary judge, whose scores are the
+    headline. With several, every answer is scored by each (a judge-swap sensitivity check). Only
+    long-context runs without one."""
+    sampling: Sampling = defaulted(Sampling)
+    """Generation settings for every benchmark; a benchmark's `sampling`, then its `categorySampling`,
+    override them."""
+    repeats: int = Field(default=3, ge=1, le=20)
     """Independent generate-and-judge rounds; scores report their mean and standard deviation."""
     concurrency: int = Field(default=16, ge=1, le=1024)
     """Requests in flight at once, to the model and to each judge."""
+    rate_limit: RateLimit | None = None
+    """Limits on the requests to the model, and to each judge without its own `rateLimit`."""
+    timeout_seconds: float = Field(default=600.0, gt=0, le=86400)
+    """The time limit of one request."""
+    retries: int = Field(default=4, ge=0, le=20)
+    """Retries of a failed request (timeouts, connection errors, 408, 409, 425, 429 and 5xx answers)
+    after the first attempt."""
+    backoff_seconds: float = Field(default=1.0, ge=0, le=60)
+    """The first backoff between retries; it doubles, with jitter, up to 60 seconds. A `Retry-After`
+    answer replaces it."""
     max_error_rate: float = Field(default=0.05, ge=0, le=1)
     """The largest fraction of failed requests (after retries) a complete run may have; above it the
     run ends Incomplete and gates are not applied."""
     mlflow: MLflowSpec = defaulted(MLflowSpec)
     """Where results are logged."""
-    gates: Gates | None = None
-    """Regression gates against a baseline."""
+    gates: GatePolicy | None = None
+    """Regression gates: the checks the candidate's results must pass, alone or against a baseline."""
     promote: Promotion | None = None
     """Promote the candidate when the gates pass. Requires gates."""
 

@@ -1,109 +1,53 @@
-"""The evaluation engine's view of an EvalRun spec.
+"""The evaluation engine's configuration: an EvalRun spec, plus the few options only the engine needs.
 
-The engine parses the spec itself instead of importing the CRD models from `shinsa.api`, so that it can
-run on a laptop from a plain YAML file and stays usable while the CRD evolves. Only the fields the
-engine acts on are modelled; unknown top-level keys (gates, baseline, promotion, ...) belong to the
-operator and are tolerated, while unknown keys inside the engine's own sections are typos and rejected.
+The spec is `shinsa.api.eval_run.EvalRunSpec` itself, so a file `shinsa eval run` accepts can be
+applied as an EvalRun and the other way round, with the same limits and the same messages.
+`EngineOptions` holds what has no place in a cluster resource: where results go on this machine,
+the names of the variables holding API keys, a local checkpoint, the MLflow run name.
+
+A config file is an EvalRun manifest or just its spec, with the engine options under a top-level
+`engine:` key (beside `spec:` in a manifest).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlparse
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import (
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
+
+from shinsa.api.base import K8sModel, defaulted
+from shinsa.api.eval_run import (
+    BenchmarkSpec,
+    DatasetSource,
+    EvalRunSpec,
+    EvalTarget,
+    Judge,
+    MLflowSpec,
+    RateLimit,
+    Sampling,
+    redact_userinfo,
+)
 
 
 class ConfigError(Exception):
     """The configuration cannot be run; the message names the offending field."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
-
-
-ReasoningEffort = Literal["minimal", "low", "medium", "high"]
-
-
-class Sampling(_Strict):
-    """Sampling parameters; unset fields inherit from the enclosing level and are not sent when unset."""
-
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(default=None, ge=1)
-    seed: int | None = None
-    reasoning_effort: ReasoningEffort | None = None
-
-    def merged(self, override: Sampling | None) -> Sampling:
-        if override is None:
-            return self
-        return self.model_copy(update=override.model_dump(exclude_none=True))
-
-
-class RateLimit(_Strict):
-    requests_per_second: float | None = Field(default=None, gt=0)
-    tokens_per_minute: float | None = Field(default=None, gt=0)
-
-
-_USERINFO = re.compile(r"^([^/@]*//)?[^/@]*@")
-
-
-def redact_userinfo(value: str) -> str:
-    """`https://user:secret@host/x` -> `https://***@host/x`, for messages that echo a URL."""
-    return _USERINFO.sub(lambda m: (m.group(1) or "") + "***@", value, count=1)
-
-
-def _no_credentials(value: str, instead: str) -> str:
-    # URLs are logged (MLflow params, scores.json, error messages), so credentials must not be in them.
-    if _USERINFO.match(value):
-        raise ValueError(f"must not embed credentials (user:password@); they would be logged. {instead}")
-    return value
-
-
-def _check_url(value: str) -> str:
-    _no_credentials(value, "Use apiKeyEnv or apiKeySecretRef.")
-    parsed = urlparse(value)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ValueError(f"must be an http(s) URL, got {redact_userinfo(value)!r}")
-    return value
-
-
-class DeploymentRef(_Strict):
-    name: str
-    namespace: str | None = None
-
-
-class ModelTarget(_Strict):
-    """The model under evaluation: an OpenAI-compatible endpoint and the name it serves the model under."""
-
-    endpoint: str | None = None
-    served_name: str
-    api_key_env: str | None = None
-    revision: str | None = None
-    deployment_ref: DeploymentRef | None = None
-    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
-    extra_body: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint_url(cls, v: str | None) -> str | None:
-        return None if v is None else _check_url(v)
-
-    @model_validator(mode="after")
-    def _endpoint_or_deployment(self) -> ModelTarget:
-        if self.endpoint is None and self.deployment_ref is None:
-            raise ValueError("either endpoint or deploymentRef is required")
-        return self
-
-
-class SecretKeyRef(_Strict):
-    name: str
-    key: str
+MODEL_KEY_ENV = "SHINSA_MODEL_API_KEY"
+"""The environment variable the EvalRun Job exposes `spec.model.apiKeySecretRef` as."""
 
 
 def judge_key_env(judge_name: str) -> str:
@@ -111,32 +55,64 @@ def judge_key_env(judge_name: str) -> str:
     return "SHINSA_JUDGE_API_KEY_" + "".join(c if c.isalnum() else "_" for c in judge_name.upper())
 
 
-class JudgeConfig(_Strict):
-    name: str = Field(min_length=1)
-    endpoint: str
-    model: str
-    api_key_env: str | None = None
-    # In-cluster the Secret is mounted as the variable judge_key_env(name); apiKeyEnv wins when set.
-    api_key_secret_ref: SecretKeyRef | None = None
-    # Zero keeps judging reproducible; reasoning judges that reject a temperature take `temperature: null`.
-    temperature: float | None = 0.0
-    max_tokens: int | None = 2048
-    reasoning_effort: ReasoningEffort | None = None
-    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
-    parse_retries: int = Field(default=2, ge=0, le=10)
-    rate_limit: RateLimit | None = None
-    extra_body: dict[str, Any] = Field(default_factory=dict)
+OPERATOR_ONLY = ("model.deploymentRef", "gates", "promote")
+"""Spec fields the engine does not act on: the operator resolves `deploymentRef` to an endpoint
+before the engine runs, and applies gates and promotion to the results afterwards."""
 
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint_url(cls, v: str) -> str:
-        return _check_url(v)
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class EngineOptions(K8sModel):
+    """What only the engine running a spec needs; never part of an EvalRun."""
+
+    output_dir: str = Field(default="eval-results", min_length=1)
+    """The results directory (`--output` overrides it)."""
+    checkpoint_uri: str | None = Field(default=None, min_length=1)
+    """Where finished work is recorded for resuming: a local directory or `s3://bucket/prefix`.
+    Default: `<outputDir>/checkpoint`."""
+    mlflow_run_name: str | None = Field(default=None, min_length=1, max_length=250)
+    """The MLflow run's name. Default: `<servedName>-eval`."""
+    model_api_key_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    """The variable holding the model endpoint's API key. Default: `SHINSA_MODEL_API_KEY` when
+    `spec.model.apiKeySecretRef` is set, else none."""
+    judge_api_key_env: dict[str, str] = Field(default_factory=dict)
+    """Per judge name, the variable holding its API key. Default for a judge with `apiKeySecretRef`:
+    `SHINSA_JUDGE_API_KEY_<NAME>`."""
+
+    @model_validator(mode="after")
+    def _variable_names(self) -> EngineOptions:
+        for judge, name in self.judge_api_key_env.items():
+            if not re.match(_ENV_NAME, name):
+                raise ValueError(f"judgeApiKeyEnv.{judge}: {name!r} is not a variable name")
+        return self
+
+
+# -- views for readers of the engine's earlier, flat schema -------------------------------------------
+# The runner, outputs and MLflow logging read `config.model.api_key_env`, `config.judges[i].key_env`,
+# `config.output.dir`, ...: these views add the engine options to the spec objects they read.
+
+
+class ModelConfig(EvalTarget):
+    """The spec's model with the variable its API key is read from; an `EvalConfig` has both the
+    endpoint and the served name."""
+
+    endpoint: str
+    served_name: str
+    _api_key_env: str | None = PrivateAttr(default=None)
+
+    @property
+    def api_key_env(self) -> str | None:
+        return self._api_key_env
+
+
+class JudgeConfig(Judge):
+    """A judge of the spec with the variable its API key is read from."""
+
+    _key_env: str | None = PrivateAttr(default=None)
 
     @property
     def key_env(self) -> str | None:
-        if self.api_key_env:
-            return self.api_key_env
-        return judge_key_env(self.name) if self.api_key_secret_ref else None
+        return self._key_env
 
     def sampling(self) -> Sampling:
         return Sampling(
@@ -144,157 +120,241 @@ class JudgeConfig(_Strict):
         )
 
 
-class DatasetSource(_Strict):
-    """Where a benchmark's files are: a local path, s3://bucket/prefix or pvc://claim/path."""
+class MlflowConfig(MLflowSpec):
+    """The spec's MLflow settings with the run name."""
 
-    uri: str
-    question_file: str = "question.jsonl"  # a *.json file is read in the llm-jp-judge layout
-    # Relative to the dataset root; when unset the first *.jsonl under reference_answer/ is used.
-    reference_file: str | None = None
-    corpus_file: str = "corpus.txt"
+    _run_name: str | None = PrivateAttr(default=None)
 
-    @field_validator("uri")
+    @property
+    def run_name(self) -> str | None:
+        return self._run_name
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    uri: str | None
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    dir: str
+
+
+class EvalConfig(K8sModel):
+    """An EvalRun spec as the engine runs it, with the engine's own options.
+
+    On the wire (a config file, `config.json` of the results) it is flat: the spec's fields and an
+    `engine` key beside them.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    spec: EvalRunSpec
+    """What to evaluate, as in an EvalRun."""
+    engine: EngineOptions = defaulted(EngineOptions)
+    """How this engine runs it."""
+
+    @model_validator(mode="before")
     @classmethod
-    def _known_scheme(cls, v: str) -> str:
-        scheme = urlparse(v).scheme
-        if scheme not in ("", "file", "s3", "pvc"):
-            raise ValueError(f"unsupported scheme {scheme!r}; use a local path, s3:// or pvc://")
-        return v
+    def _from_flat(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "spec" not in data:
+            spec = dict(data)
+            engine = spec.pop("engine", {})
+            return {"spec": spec, "engine": engine}
+        return data
 
-
-class JudgePrompts(_Strict):
-    """Per-benchmark overrides of the judge prompt templates (Python str.format fields)."""
-
-    system: str | None = None
-    single: str | None = None
-    single_reference: str | None = None
-    multi: str | None = None
-    multi_reference: str | None = None
-
-
-class BenchmarkConfig(_Strict):
-    name: str
-    dataset: DatasetSource
-    sampling: Sampling = Field(default_factory=Sampling)
-    category_sampling: dict[str, Sampling] = Field(default_factory=dict)
-    system_prompt: str | None = None
-    prompts: JudgePrompts = Field(default_factory=JudgePrompts)
-    # Benchmark-specific knobs; each benchmark documents and validates its own.
-    reference_categories: list[str] | None = None
-    criteria: list[str] | None = None
-    context_lengths: list[int] | None = None
-    depths: list[float] | None = None
-    samples_per_length: int | None = Field(default=None, ge=1)
-    chars_per_token: float | None = Field(default=None, gt=0)
-    limit: int | None = Field(default=None, ge=1)
-
-    def sampling_for(self, base: Sampling, category: str) -> Sampling:
-        return base.merged(self.sampling).merged(self.category_sampling.get(category))
-
-
-class CheckpointConfig(_Strict):
-    uri: str | None = None
-
-
-class OutputConfig(_Strict):
-    dir: str = "eval-results"
-
-
-class MlflowConfig(_Strict):
-    tracking_uri: str | None = None
-    experiment: str = "shinsa"
-    run_name: str | None = None
-
-    @field_validator("tracking_uri")
-    @classmethod
-    def _tracking_uri(cls, v: str | None) -> str | None:
-        return v and _no_credentials(v, "Use MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD.")
-
-
-class EvalConfig(BaseModel):
-    """An EvalRun spec as the engine runs it."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True)
-
-    model: ModelTarget
-    benchmarks: list[BenchmarkConfig] = Field(min_length=1)
-    judges: list[JudgeConfig] = Field(default_factory=list)
-    sampling: Sampling = Field(default_factory=Sampling)
-    repeats: int = Field(default=3, ge=1, le=100)
-    concurrency: int = Field(default=16, ge=1, le=4096)
-    rate_limit: RateLimit | None = None
-    timeout_seconds: float = Field(default=600.0, gt=0)
-    retries: int = Field(default=4, ge=0, le=20)
-    backoff_seconds: float = Field(default=1.0, ge=0)
-    max_error_rate: float = Field(default=0.05, ge=0.0, le=1.0)
-    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
-    output: OutputConfig = Field(default_factory=OutputConfig)
-    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    @model_serializer(mode="wrap")
+    def _to_flat(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        nested: dict[str, Any] = handler(self)
+        return {**nested["spec"], "engine": nested["engine"]}
 
     @model_validator(mode="after")
-    def _unique_names(self) -> EvalConfig:
-        for label, names in (
-            ("judges", [j.name for j in self.judges]),
-            ("benchmarks", [b.name for b in self.benchmarks]),
-        ):
-            dupes = sorted({n for n in names if names.count(n) > 1})
-            if dupes:
-                raise ValueError(f"{label}: duplicate names {dupes}")
+    def _runnable(self) -> EvalConfig:
+        if self.spec.model.endpoint is None:
+            raise ValueError(
+                "spec.model.endpoint: required to run (the operator sets it from spec.model.deploymentRef)"
+            )
+        judges = {j.name for j in self.spec.judges}
+        for name in self.engine.judge_api_key_env:
+            if name not in judges:
+                raise ValueError(f"engine.judgeApiKeyEnv.{name}: no judge of that name in spec.judges")
         return self
 
-    def unknown_keys(self) -> list[str]:
-        return sorted((self.model_extra or {}).keys())
+    # -- what the engine reads -----------------------------------------------------------------------
+
+    @property
+    def model_key_env(self) -> str | None:
+        """The variable holding the model endpoint's API key, if it needs one."""
+        if self.engine.model_api_key_env:
+            return self.engine.model_api_key_env
+        return MODEL_KEY_ENV if self.spec.model.api_key_secret_ref else None
+
+    def judge_key_env(self, judge: Judge) -> str | None:
+        """The variable holding a judge's API key, if it needs one."""
+        if judge.name in self.engine.judge_api_key_env:
+            return self.engine.judge_api_key_env[judge.name]
+        return judge_key_env(judge.name) if judge.api_key_secret_ref else None
+
+    def operator_only_fields(self) -> list[str]:
+        """The fields of `OPERATOR_ONLY` this spec sets: the engine ignores them."""
+        wire = self.spec.model_dump(by_alias=True, exclude_none=True)
+        out = []
+        for path in OPERATOR_ONLY:
+            node: Any = wire
+            for part in path.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is not None:
+                out.append(path)
+        return out
+
+    # -- the flat attributes the runner, outputs and MLflow logging read -----------------------------
+
+    unknown_keys = operator_only_fields
+
+    @property
+    def model(self) -> ModelConfig:
+        view = ModelConfig.model_construct(**dict(self.spec.model))
+        view._api_key_env = self.model_key_env
+        return view
+
+    @property
+    def judges(self) -> list[JudgeConfig]:
+        views = []
+        for judge in self.spec.judges:
+            view = JudgeConfig.model_construct(**dict(judge))
+            view._key_env = self.judge_key_env(judge)
+            views.append(view)
+        return views
+
+    @property
+    def mlflow(self) -> MlflowConfig:
+        view = MlflowConfig.model_construct(**dict(self.spec.mlflow))
+        view._run_name = self.engine.mlflow_run_name
+        return view
+
+    @property
+    def checkpoint(self) -> CheckpointConfig:
+        return CheckpointConfig(self.engine.checkpoint_uri)
+
+    @property
+    def output(self) -> OutputConfig:
+        return OutputConfig(self.engine.output_dir)
+
+    @property
+    def benchmarks(self) -> list[BenchmarkSpec]:
+        return self.spec.benchmarks
+
+    @property
+    def sampling(self) -> Sampling:
+        return self.spec.sampling
+
+    @property
+    def repeats(self) -> int:
+        return self.spec.repeats
+
+    @property
+    def concurrency(self) -> int:
+        return self.spec.concurrency
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        return self.spec.rate_limit
+
+    @property
+    def timeout_seconds(self) -> float:
+        return self.spec.timeout_seconds
+
+    @property
+    def retries(self) -> int:
+        return self.spec.retries
+
+    @property
+    def backoff_seconds(self) -> float:
+        return self.spec.backoff_seconds
+
+    @property
+    def max_error_rate(self) -> float:
+        return self.spec.max_error_rate
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str:
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as the field path a user reads: `benchmarks[0].dataset.uri`."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("function-after", "function-before") or "[" in str(part):
+        elif part in ("function-after", "function-before", "function-wrap") or "[" in str(part):
             continue
         else:
             out += f".{part}" if out else str(part)
     return out or "spec"
 
 
+# Fields of the engine's earlier schema that became engine options, so an old file gets told where.
+_MOVED = {
+    "output": "engine.outputDir",
+    "checkpoint": "engine.checkpointUri",
+    "model.apiKeyEnv": "engine.modelApiKeyEnv",
+    "judges.apiKeyEnv": "engine.judgeApiKeyEnv.<judge name>",
+    "mlflow.runName": "engine.mlflowRunName",
+}
+
+
+def _problem(err: Any) -> str:
+    loc = tuple(err["loc"])
+    if loc and loc[0] == "spec":
+        loc = loc[1:]  # a spec field is named as in the spec
+    path = field_path(loc)
+    message = str(err["msg"])
+    if err["type"] == "extra_forbidden":
+        moved = _MOVED.get(".".join(str(p) for p in loc if isinstance(p, str)))
+        if moved:
+            message += f"; it is an engine option now: {moved}"
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+        # Rules on a whole object name their own field (`spec.model.servedName ...`).
+        if message.startswith(("spec.", "engine.")) or message.startswith(path + ":"):
+            return message
+    return f"{path}: {message}"
+
+
 def parse_config(data: Any) -> EvalConfig:
-    """Parse an EvalRun manifest (apiVersion/kind/spec) or a bare spec into an `EvalConfig`."""
+    """Parse an EvalRun manifest (apiVersion/kind/spec, and `engine` beside `spec`) or a bare spec
+    (with `engine` among its keys) into an `EvalConfig`, checking what this machine must provide.
+
+    Benchmark-specific settings are checked by `shinsa.evaluation.benchmarks.check_config`.
+    """
     if not isinstance(data, dict):
         raise ConfigError("spec: expected a mapping")
-    spec = data.get("spec") if "spec" in data and ("kind" in data or "apiVersion" in data) else data
-    if not isinstance(spec, dict):
-        raise ConfigError("spec: expected a mapping")
+    if "spec" in data and ("kind" in data or "apiVersion" in data):
+        if data.get("kind", "EvalRun") != "EvalRun":
+            raise ConfigError(f"kind: expected EvalRun, got {data.get('kind')!r}")
+        spec, engine = data.get("spec"), data.get("engine", {})
+        if not isinstance(spec, dict):
+            raise ConfigError("spec: expected a mapping")
+        data = {"spec": spec, "engine": engine}
     try:
-        cfg = EvalConfig.model_validate(spec)
+        config = EvalConfig.model_validate(data)
     except ValidationError as exc:
-        problems = [f"{_field_path(err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise ConfigError("; ".join(problems)) from None
-    from shinsa.evaluation.benchmarks import known_benchmarks
-
-    registry = known_benchmarks()
-    for i, bench in enumerate(cfg.benchmarks):
-        if bench.name not in registry:
-            raise ConfigError(
-                f"benchmarks[{i}].name: unknown benchmark {bench.name!r}; known: {sorted(registry)}"
+        raise ConfigError("; ".join(_problem(err) for err in exc.errors())) from None
+    for i, judge in enumerate(config.spec.judges):
+        env = config.judge_key_env(judge)
+        if env and env not in os.environ:
+            field = (
+                f"engine.judgeApiKeyEnv.{judge.name}"
+                if judge.name in config.engine.judge_api_key_env
+                else f"judges[{i}].apiKeySecretRef"
             )
-        problems = registry[bench.name].config_problems(bench)
-        if problems:
-            raise ConfigError("; ".join(f"benchmarks[{i}].{p}" for p in problems))
-        if registry[bench.name].needs_judge and not cfg.judges:
-            raise ConfigError(f"judges: benchmark {bench.name!r} is judge-scored but no judge is configured")
-    for i, judge in enumerate(cfg.judges):
-        if judge.key_env and judge.key_env not in os.environ:
-            source = "apiKeyEnv" if judge.api_key_env else "apiKeySecretRef"
-            raise ConfigError(f"judges[{i}].{source}: environment variable {judge.key_env} is not set")
-    if cfg.model.api_key_env and cfg.model.api_key_env not in os.environ:
-        raise ConfigError(f"model.apiKeyEnv: environment variable {cfg.model.api_key_env} is not set")
-    if cfg.model.endpoint is None:
-        raise ConfigError("model.endpoint: required to run (the operator fills it in from deploymentRef)")
-    return cfg
+            raise ConfigError(f"{field}: environment variable {env} is not set")
+    env = config.model_key_env
+    if env and env not in os.environ:
+        field = "engine.modelApiKeyEnv" if config.engine.model_api_key_env else "model.apiKeySecretRef"
+        raise ConfigError(f"{field}: environment variable {env} is not set")
+    return config
 
 
 def load_config(path: str | Path) -> EvalConfig:
+    """`parse_config` of a YAML file."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -304,3 +364,26 @@ def load_config(path: str | Path) -> EvalConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f"--config: {path} is not valid YAML: {exc}") from None
     return parse_config(data)
+
+
+__all__ = [
+    "MODEL_KEY_ENV",
+    "OPERATOR_ONLY",
+    "BenchmarkSpec",
+    "CheckpointConfig",
+    "ConfigError",
+    "DatasetSource",
+    "EngineOptions",
+    "EvalConfig",
+    "EvalRunSpec",
+    "JudgeConfig",
+    "MlflowConfig",
+    "ModelConfig",
+    "OutputConfig",
+    "Sampling",
+    "field_path",
+    "judge_key_env",
+    "load_config",
+    "parse_config",
+    "redact_userinfo",
+]

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 import httpx
 
 from shinsa.evaluation import EXIT_INCOMPLETE, EXIT_OK
-from shinsa.evaluation.benchmarks import Benchmark, known_benchmarks
+from shinsa.evaluation.benchmarks import Benchmark, check_config, known_benchmarks
 from shinsa.evaluation.benchmarks.base import JudgmentParser, Messages
 from shinsa.evaluation.checkpoint import Checkpoint
 from shinsa.evaluation.client import ChatClient, EndpointUnreachable, RequestFailed
@@ -352,6 +352,7 @@ def _token_totals(
 
 
 def build_benchmarks(config: EvalConfig) -> list[Benchmark]:
+    check_config(config)
     registry = known_benchmarks()
     return [registry[b.name](b, config.sampling) for b in config.benchmarks]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from shinsa.api.eval_run import BenchmarkSpec
 from shinsa.evaluation import prompts
 from shinsa.evaluation.benchmarks.base import JudgedConversation, Messages
-from shinsa.evaluation.config import BenchmarkConfig
 from shinsa.evaluation.datasets import DatasetError, Question
 from shinsa.evaluation.ratings import parse_rating
 from shinsa.evaluation.records import Item
@@ -19,7 +19,7 @@ class AnswerCarefully(JudgedConversation):
     name = "answer-carefully"
 
     @classmethod
-    def config_problems(cls, config: BenchmarkConfig) -> list[str]:
+    def config_problems(cls, config: BenchmarkSpec) -> list[str]:
         template = config.prompts.single
         problem = template and prompts.template_problem(template, _FIELDS)
         return [f"prompts.single: {problem}"] if problem else []

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from shinsa.evaluation.config import BenchmarkConfig, Sampling
+from shinsa.api.eval_run import BenchmarkSpec, Sampling
 from shinsa.evaluation.datasets import Dataset, Question, load_questions
 from shinsa.evaluation.records import Generation, Item, Judgment, StepFailed
 
@@ -53,14 +53,14 @@ class Benchmark(ABC):
     # The judge name used on items of benchmarks scored by rule rather than by a judge.
     rule_judge: ClassVar[str] = "match"
 
-    def __init__(self, config: BenchmarkConfig, base_sampling: Sampling) -> None:
+    def __init__(self, config: BenchmarkSpec, base_sampling: Sampling) -> None:
         self.config = config
         self.base_sampling = base_sampling
         self.questions: list[Question] = []
         self.dataset: Dataset | None = None
 
     @classmethod
-    def config_problems(cls, config: BenchmarkConfig) -> list[str]:
+    def config_problems(cls, config: BenchmarkSpec) -> list[str]:
         """Problems with benchmark-specific settings, each starting with the field name."""
         return []
 
@@ -69,7 +69,9 @@ class Benchmark(ABC):
         self.questions = questions[: self.config.limit] if self.config.limit else questions
 
     def sampling_for(self, question: Question) -> Sampling:
-        return self.config.sampling_for(self.base_sampling, question.category)
+        # spec.sampling, then the benchmark's, then its category's.
+        merged = self.base_sampling.merged(self.config.sampling)
+        return merged.merged(self.config.category_sampling.get(question.category))
 
     def item_count(self, repeats: int, judges: int) -> int:
         per_repeat = sum(len(q.turns) for q in self.questions)

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from shinsa.api.eval_run import BenchmarkSpec
 from shinsa.evaluation import prompts
 from shinsa.evaluation.benchmarks.base import JudgedConversation, Messages
-from shinsa.evaluation.config import BenchmarkConfig
 from shinsa.evaluation.datasets import Question
 from shinsa.evaluation.ratings import parse_criteria
 from shinsa.evaluation.records import Item
@@ -22,18 +22,11 @@ class LlmJpInstructions(JudgedConversation):
     name = "llm-jp-instructions"
 
     @classmethod
-    def config_problems(cls, config: BenchmarkConfig) -> list[str]:
-        problems = []
-        if config.criteria is not None:
-            if not config.criteria:
-                problems.append("criteria: needs at least one criterion")
-            if len(set(config.criteria)) != len(config.criteria):
-                problems.append("criteria: names must be unique")
+    def config_problems(cls, config: BenchmarkSpec) -> list[str]:
+        # The criteria's count and uniqueness are schema limits of spec.benchmarks[].criteria.
         template = config.prompts.single
         problem = template and prompts.template_problem(template, _FIELDS)
-        if problem:
-            problems.append(f"prompts.single: {problem}")
-        return problems
+        return [f"prompts.single: {problem}"] if problem else []
 
     @property
     def criteria(self) -> tuple[str, ...]:

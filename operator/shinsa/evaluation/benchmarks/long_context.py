@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from shinsa.api.eval_run import Sampling
 from shinsa.evaluation.benchmarks.base import Benchmark, Context
-from shinsa.evaluation.config import BenchmarkConfig, Sampling
 from shinsa.evaluation.datasets import Question, load_corpus
 from shinsa.evaluation.records import Item, StepFailed
 
@@ -37,16 +37,6 @@ def length_label(tokens: int) -> str:
 class LongContext(Benchmark):
     name = "long-context"
     needs_judge = False
-
-    @classmethod
-    def config_problems(cls, config: BenchmarkConfig) -> list[str]:
-        problems = []
-        lengths = config.context_lengths
-        if lengths is not None and (not lengths or min(lengths) < 512):
-            problems.append("contextLengths: needs at least one length, each >= 512 tokens")
-        if config.depths is not None and (not config.depths or not all(0 <= d <= 1 for d in config.depths)):
-            problems.append("depths: needs at least one depth, each between 0 and 1")
-        return problems
 
     @property
     def lengths(self) -> tuple[int, ...]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from shinsa.api.eval_run import BenchmarkSpec
 from shinsa.evaluation import prompts
 from shinsa.evaluation.benchmarks.base import JudgedConversation, Messages
-from shinsa.evaluation.config import BenchmarkConfig
 from shinsa.evaluation.datasets import Question
 from shinsa.evaluation.ratings import parse_rating
 
@@ -22,7 +22,7 @@ class MtBench(JudgedConversation):
     language_note = ""
 
     @classmethod
-    def config_problems(cls, config: BenchmarkConfig) -> list[str]:
+    def config_problems(cls, config: BenchmarkSpec) -> list[str]:
         fields = {
             "system": (),
             "single": _SINGLE_FIELDS,

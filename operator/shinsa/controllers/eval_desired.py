@@ -1,0 +1,90 @@
+"""Pure: an EvalRun, the endpoint of its target and the operator's settings -> the engine's config.
+
+`engine_config` is the only translation between the resource and what the evaluation Job runs:
+the spec passes through unchanged (it is the engine's own schema) except for the fields the
+operator acts on itself (`OPERATOR_ONLY`), and the operator fills in what only it knows: where the
+model is served, the default MLflow server, where results and the checkpoint go. No kopf, no
+kubernetes client, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shinsa.api import EvalRun, SecretKeyRef
+from shinsa.evaluation.config import MODEL_KEY_ENV, OPERATOR_ONLY, EvalConfig, judge_key_env
+
+DEFAULT_OUTPUT_DIR = "/var/run/shinsa/results"
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """The operator settings an evaluation's engine config depends on."""
+
+    tracking_uri: str | None = None
+    """The MLflow tracking server of runs whose spec names none; None: such runs log nothing."""
+    checkpoint_prefix: str | None = None
+    """`s3://bucket/prefix` under which each run keeps its checkpoint, so that a Job rescheduled onto
+    another node resumes; None: in the output directory, lost with the pod."""
+    output_dir: str = DEFAULT_OUTPUT_DIR
+    """The results directory inside the evaluation Job."""
+
+
+def _drop(wire: dict[str, Any], path: str) -> None:
+    *parents, leaf = path.split(".")
+    node: Any = wire
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(leaf, None)
+
+
+def checkpoint_uri(run: EvalRun, prefix: str) -> str:
+    """The run's own checkpoint under `prefix`: a recreated EvalRun of the same name (a new uid)
+    starts afresh instead of reusing its predecessor's answers."""
+    parts = [run.metadata.namespace or "default", run.metadata.name or "unnamed"]
+    if run.metadata.uid:
+        parts.append(run.metadata.uid)
+    return "/".join([prefix.rstrip("/"), *parts])
+
+
+def engine_config(
+    run: EvalRun, endpoint: str, settings: EvalSettings, *, served_name: str | None = None
+) -> EvalConfig:
+    """The engine config the evaluation Job of `run` runs.
+
+    `endpoint` is the base URL the model is reached at (a deploymentRef's Service, or the spec's own
+    endpoint); `served_name` the deployment's served name, used when the spec names none.
+    Raises ValueError when the served name is unknown, and pydantic's ValidationError when the
+    result is not runnable.
+    """
+    wire = run.spec.to_k8s()
+    for path in OPERATOR_ONLY:
+        _drop(wire, path)
+    name = run.spec.model.served_name or served_name
+    if name is None:
+        raise ValueError("spec.model.servedName: unset, and no served name of the deployment was given")
+    wire["model"] = {**wire["model"], "endpoint": endpoint, "servedName": name}
+    if run.spec.mlflow.tracking_uri is None and settings.tracking_uri is not None:
+        wire["mlflow"] = {**wire["mlflow"], "trackingUri": settings.tracking_uri}
+    engine: dict[str, Any] = {"outputDir": settings.output_dir}
+    if settings.checkpoint_prefix:
+        engine["checkpointUri"] = checkpoint_uri(run, settings.checkpoint_prefix)
+    if run.metadata.name:
+        engine["mlflowRunName"] = run.metadata.name
+    # API keys: the engine's defaults (MODEL_KEY_ENV, judge_key_env) are the variables the Job sets
+    # from the Secret refs (`secret_env`), so no key variable is named here.
+    return EvalConfig.model_validate({**wire, "engine": engine})
+
+
+def secret_env(run: EvalRun) -> dict[str, SecretKeyRef]:
+    """The environment variables the evaluation Job sets from Secret keys: the API keys of the model
+    endpoint and of the judges, under the names the engine reads them from."""
+    env: dict[str, SecretKeyRef] = {}
+    if run.spec.model.api_key_secret_ref is not None:
+        env[MODEL_KEY_ENV] = run.spec.model.api_key_secret_ref
+    for judge in run.spec.judges:
+        if judge.api_key_secret_ref is not None:
+            env[judge_key_env(judge.name)] = judge.api_key_secret_ref
+    return env
