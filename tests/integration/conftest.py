@@ -147,3 +147,58 @@ def manifest_file(tmp_path: Path) -> Any:
         return write_manifest(tmp_path / name, spec)
 
     return write
+
+
+GRADED_MODELS = {"plain-model": 0, "better-model": 2}
+"""Served model name -> the points the graded double's judge adds to that model's answers."""
+
+
+def mt_bench_questions(count: int) -> list[tuple[str, str, list[str]]]:
+    """`count` two-turn MT-Bench-style questions in categories judged without reference answers."""
+    categories = ("writing", "roleplay", "extraction", "stem", "humanities")
+    topics = (
+        "a lighthouse",
+        "a night train",
+        "a paper map",
+        "a rainy market",
+        "an old bicycle",
+        "a mountain hut",
+    )
+    return [
+        (
+            f"g{k:02d}",
+            categories[k % len(categories)],
+            [
+                f"Write about {topics[k % len(topics)]} for reader {k}.",
+                f"Now shorten it to {2 + k % 4} lines.",
+            ],
+        )
+        for k in range(count)
+    ]
+
+
+@pytest.fixture
+def mt_bench_30(tmp_path: Path) -> Path:
+    """30 MT-Bench-style questions: enough for a gate's default minPairs of 20."""
+    return write_question_set(tmp_path / "datasets" / "mt-bench-30", mt_bench_questions(30), {})
+
+
+@pytest.fixture
+def graded_double() -> Iterator[FakeOpenAI]:
+    """A double serving models of configured answer quality (GRADED_MODELS) and the judges."""
+    quality = {name: points for name, points in GRADED_MODELS.items() if points}
+    plain = next(name for name, points in GRADED_MODELS.items() if not points)
+    with FakeOpenAI(model=plain, answer_quality=quality) as server:
+        yield server
+
+
+@pytest.fixture
+def make_graded_spec(graded_double: FakeOpenAI, mt_bench_30: Path, tmp_path: Path) -> Any:
+    """A spec evaluating one of GRADED_MODELS on the 30 questions, writing to `out`."""
+
+    def make(served_name: str, out: Path) -> dict[str, Any]:
+        spec = eval_spec(graded_double, {"mt-bench": mt_bench_30}, tmp_path, engine={"outputDir": str(out)})
+        spec["model"]["servedName"] = served_name
+        return spec
+
+    return make

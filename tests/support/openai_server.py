@@ -7,6 +7,10 @@ It serves `GET /v1/models` and `POST /v1/chat/completions` (plain and streamed) 
 - Judge side (models in `judge_models`): a rating derived from the judge prompt with `judge_rating`,
   on the scale the prompt asks for ("scale of 1 to N"), one `name: [[n]]` line per listed criterion
   when the prompt asks for criteria.
+- Answer quality (`answer_quality`, served model name -> points): extra models served by the same
+  double whose answers carry a `[quality +k]` marker; the judge rates an answer with a marker as it
+  would the same answer without, plus k (within the scale), so two models' scores differ by a
+  known, configured amount on every question.
 - Faults: HTTP statuses with Retry-After, delays (for timeouts), malformed ratings, dropped
   connections, each for the next N matching requests.
 - `latency_s` and `max_concurrency` model a GPU server's fixed service time and batch limit;
@@ -34,6 +38,7 @@ _SCALE = re.compile(r"scale of 1 to (\d+)")
 _CRITERION_LINE = re.compile(r"^- ([\w-]+)", re.MULTILINE)
 _NEEDLE = re.compile(r"The access code for the (\S+) archive is (\d+)\.")
 _NEEDLE_QUESTION = re.compile(r"what is the access code for the (\S+) archive\?")
+_QUALITY = re.compile(r" \[quality ([+-]\d+)\]")
 
 
 def judge_rating(prompt: str, scale: int, salt: str = "") -> int:
@@ -86,8 +91,10 @@ class FakeOpenAI:
         judge_salts: dict[str, str] | None = None,
         port: int = 0,
         keep_messages: bool = True,
+        answer_quality: dict[str, int] | None = None,
     ) -> None:
         self.model = model
+        self.answer_quality = answer_quality or {}
         self.judge_models = judge_models
         self.latency_s = latency_s
         self.ttft_s = ttft_s
@@ -170,6 +177,10 @@ class FakeOpenAI:
                 return fault
         return None
 
+    @property
+    def served_models(self) -> tuple[str, ...]:
+        return (self.model, *self.answer_quality, *self.judge_models)
+
     def target_of(self, model: str) -> str:
         return "judge" if model in self.judge_models else "model"
 
@@ -186,18 +197,30 @@ class FakeOpenAI:
                 return needle.group(2), SECRET_REASONING if self.reasoning else ""
             return "I could not find it.", ""
         varied = user if seed is None else f"{user}#seed{seed}"
-        return model_answer(varied), SECRET_REASONING if self.reasoning else ""
+        answer = model_answer(varied)
+        if model in self.answer_quality:
+            answer += f" [quality {self.answer_quality[model]:+d}]"
+        return answer, SECRET_REASONING if self.reasoning else ""
 
     def _judge_reply(self, model: str, prompt: str) -> str:
         # Salted by judge model by default, so that two judges disagree now and then.
         salt = self.judge_salts.get(model, model)
         scale_match = _SCALE.search(prompt)
         scale = int(scale_match.group(1)) if scale_match else 10
+        # The marker is rated, not hashed: the same answer with and without it gets the same base
+        # rating, so a quality bonus is the only difference between two models' scores.
+        marker = _QUALITY.search(prompt)
+        bonus = int(marker.group(1)) if marker else 0
+        prompt = _QUALITY.sub("", prompt)
+
+        def rating(key_salt: str) -> int:
+            return min(scale, max(1, judge_rating(prompt, scale, key_salt) + bonus))
+
         if "criterion: [[rating]]" in prompt:
             names = _CRITERION_LINE.findall(prompt)
-            lines = [f"{name}: [[{judge_rating(prompt, scale, salt + name)}]]" for name in names]
+            lines = [f"{name}: [[{rating(salt + name)}]]" for name in names]
             return "Assessment: mostly fine.\n" + "\n".join(lines)
-        return f"The answer addresses the question. Rating: [[{judge_rating(prompt, scale, salt)}]]"
+        return f"The answer addresses the question. Rating: [[{rating(salt)}]]"
 
     def render(self, content: str, reasoning: str) -> tuple[str, str | None]:
         """Put reasoning where a reasoning model of the configured kind would."""
@@ -258,7 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         double = self.server.double
         if self.path.rstrip("/") == "/v1/models":
-            ids = [double.model, *double.judge_models]
+            ids = list(double.served_models)
             self._json(200, {"object": "list", "data": [{"id": i, "object": "model"} for i in ids]})
         else:
             self._json(404, {"error": {"message": f"no route {self.path}"}})
@@ -281,7 +304,7 @@ class _Handler(BaseHTTPRequestHandler):
         with double._lock:
             double.log.append(record)
 
-        if model not in (double.model, *double.judge_models):
+        if model not in double.served_models:
             record.outcome = "404"
             self._json(404, {"error": {"message": f"model {model} not found"}})
             return
