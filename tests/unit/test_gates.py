@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from shinsa.api import GateVerdict
 from shinsa.api.gates import GatePolicy
 from shinsa.cli import app
-from shinsa.evaluation.results import RunResults, RunStatus, write_results
+from shinsa.evaluation.results import QuestionTable, RunResults, RunStatus, write_results
 from shinsa.evaluation.scoring import results_from_items
 from shinsa.gates import GateDecision, RuleResult, combine, evaluate_gates, item_clusters, pair_tables
 from tests.support.results import items_of, results_of, safety_metrics
@@ -179,8 +179,7 @@ def test_max_error_rate_of_one_benchmark_reads_that_benchmark() -> None:
         items_of("mt-bench", {f"q{i}": [[7.0]] for i in range(20)})
         + items_of("answer-carefully", {f"s{i}": [[None if i < 5 else 4.0]] for i in range(20)})
     )
-    rules = ({"type": "maxErrorRate", "benchmark": "mt-bench", "limit": 0.1},)
-    rules += ({"type": "maxErrorRate", "benchmark": "answer-carefully", "limit": 0.1},)
+    rules = [{"type": "maxErrorRate", "benchmark": b, "limit": 0.1} for b in ("mt-bench", "answer-carefully")]
     decision = evaluate_gates(policy(*rules), candidate)
     assert [r.verdict for r in decision.rules] == [PASSED, INCONCLUSIVE]
     assert decision.rules[1].observed == pytest.approx(0.25)
@@ -340,8 +339,7 @@ def test_only_questions_both_runs_scored_are_paired() -> None:
 
 def test_an_incomplete_candidate_makes_every_rule_inconclusive() -> None:
     base = baseline_scores()
-    rules = (SUPERIORITY, minimum(0))
-    rules += ({"type": "maxErrorRate", "limit": 1},)
+    rules = (SUPERIORITY, minimum(0), {"type": "maxErrorRate", "limit": 1})
     incomplete = run(shifted(base, 1.0), status=RunStatus.INCOMPLETE)
     decision = evaluate_gates(policy(*rules), incomplete, run(base))
     assert {r.verdict for r in decision.rules} == {INCONCLUSIVE}
@@ -359,8 +357,14 @@ def test_an_incomplete_baseline_is_no_yardstick() -> None:
 
 # -- pairing -------------------------------------------------------------------------------------
 def test_cells_pair_by_question_and_turn_averaged_over_the_repeats_that_scored() -> None:
-    candidate = {"a": {"1": [8.0, None, 6.0], "2": [5.0, 5.0, 5.0]}, "b": {"1": [9.0, 9.0, 9.0]}}
-    baseline = {"a": {"1": [4.0, 4.0, 4.0], "2": [None, None, None]}, "b": {"1": [3.0, 5.0, None]}}
+    candidate: QuestionTable = {
+        "a": {"1": [8.0, None, 6.0], "2": [5.0, 5.0, 5.0]},
+        "b": {"1": [9.0, 9.0, 9.0]},
+    }
+    baseline: QuestionTable = {
+        "a": {"1": [4.0, 4.0, 4.0], "2": [None, None, None]},
+        "b": {"1": [3.0, 5.0, None]},
+    }
     paired = pair_tables(candidate, baseline)
     # a: only turn 1 pairs (turn 2 of the baseline failed): 7 - 4; b: 9 - 4.
     assert paired.differences.sums.tolist() == [3.0, 5.0]
