@@ -206,13 +206,12 @@ def comparative(rule: GateRule, index: int, ctx: Context) -> RuleResult:
         "baseline_mean": paired.baseline.mean,
     }
     head = f"candidate - baseline {metric} {_f(interval.mean)}"
+    note = f"; {unchecked}" if unchecked else ""
     if n < ctx.policy.min_pairs:
-        why = f"{head}, but only {n} paired questions, fewer than minPairs {ctx.policy.min_pairs}"
+        why = f"{head}, but only {n} paired questions, fewer than minPairs {ctx.policy.min_pairs}{note}"
         return _result(rule, index, GateVerdict.INCONCLUSIVE, why, **numbers)
     verdict, reason = _comparative_verdict(rule, interval.ci_low, interval.ci_high)
-    why = f"{head}, {ctx.policy.confidence * 100:g}% {reason} over {n} paired questions"
-    if unchecked:
-        why += f"; {unchecked}"
+    why = f"{head}, {ctx.policy.confidence * 100:g}% {reason} over {n} paired questions{note}"
     return _result(rule, index, verdict, why, **numbers)
 
 
