@@ -54,6 +54,7 @@ from shinsa.evaluation.benchmarks.mt_bench import MtBench
 from shinsa.evaluation.config import EvalConfig, parse_config
 from shinsa.evaluation.datasets import Question
 from shinsa.evaluation.progress import JsonLinesReporter
+from shinsa.evaluation.results import BenchmarkResult
 from shinsa.evaluation.runner import build_benchmarks, run_evaluation
 from support.openai_server import FakeOpenAI
 
@@ -151,7 +152,7 @@ def make_config(
             "repeats": repeats,
             "concurrency": concurrency,
             "timeoutSeconds": 120,
-            "output": {"dir": str(out)},
+            "engine": {"outputDir": str(out)},
         }
     )
 
@@ -174,16 +175,18 @@ def _reset(*servers: FakeOpenAI) -> None:
         server.reset()
 
 
-def run_engine(config: EvalConfig, model: FakeOpenAI, judge: FakeOpenAI) -> tuple[Measured, dict[str, Any]]:
+def run_engine(config: EvalConfig, model: FakeOpenAI, judge: FakeOpenAI) -> tuple[Measured, BenchmarkResult]:
     """The whole `run_evaluation` call: dataset loading, preflight, requests, statistics and outputs."""
     _reset(model, judge)
     started = time.perf_counter()
     result = asyncio.run(run_evaluation(config, reporter=JsonLinesReporter(stream=io.StringIO())))
     wall = time.perf_counter() - started
-    measured = Measured(
-        wall, model.count(target="model"), judge.count(target="judge"), result.scores["errors"]
-    )
-    return measured, result.scores["benchmarks"]["mt-bench"]
+    measured = Measured(wall, model.count(target="model"), judge.count(target="judge"), result.results.errors)
+    return measured, result.results.benchmarks["mt-bench"]
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 class Pacer:
@@ -346,15 +349,15 @@ def main() -> None:
         f"| {sample.wall_s:.1f} (model {sample_predicted:.1f}) | {sample.requests / sample.wall_s:.2f} |"
     )
     print(
-        f"engine: request phase {summary['wall_time_s']:.1f} s of {engine.wall_s:.1f} s (the rest: dataset, "
+        f"engine: request phase {summary.wall_time_s:.1f} s of {engine.wall_s:.1f} s (the rest: dataset, "
         f"preflight, bootstrap CIs, outputs and plots); server-bound ideal {ideal:.1f} s"
     )
     # The smaller of the measured and modelled paced times: the speed-up is not flattered by timer overhead
     # that the time scale magnifies.
     print(f"speed-up (paced real time / engine): {min(paced_real, predicted) / engine.wall_s:.1f}x")
     print(
-        f"engine errors: {engine.errors}; mt-bench mean {summary['mean']:.3f} "
-        f"[{summary['ci_low']:.3f}, {summary['ci_high']:.3f}], std {summary['std']:.3f}"
+        f"engine errors: {engine.errors}; mt-bench mean {_num(summary.mean)} "
+        f"[{_num(summary.ci_low)}, {_num(summary.ci_high)}], std {_num(summary.std)}"
     )
     if full.requests != n:
         raise SystemExit(f"request counts differ: engine {n}, paced {full.requests}")

@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from shinsa.evaluation import EXIT_TERMINATED
+from shinsa.evaluation.results import ExitCode, read_results
 from support.openai_server import FakeOpenAI
 
 pytestmark = pytest.mark.e2e
@@ -92,9 +92,9 @@ def test_killed_run_resumes_without_repeating_finished_requests(
     assert requested_after.isdisjoint(finished)
     assert requested_before | requested_after >= {item_key(r) for r in checkpoint_records(records_file)}
     assert len({item_key(r) for r in checkpoint_records(records_file)}) == total
-    scores = json.loads((tmp_path / "results" / "scores.json").read_text())
-    assert scores["status"] == "Succeeded" and scores["items"] == 6 * 2 * 2
-    assert scores["reused_from_checkpoint"] == len(finished)
+    scores = read_results(tmp_path / "results")
+    assert scores.status == "Succeeded" and scores.items == 6 * 2 * 2
+    assert scores.reused_from_checkpoint == len(finished)
 
     # A third run has nothing left to do.
     openai_double.reset()
@@ -119,7 +119,7 @@ def test_sigterm_flushes_an_s3_checkpoint_and_the_resumed_run_repeats_nothing(
 ) -> None:
     boto3.client("s3").create_bucket(Bucket="eval-runs")
     openai_double.latency_s = 0.05
-    spec = make_spec(concurrency=2, repeats=2, checkpoint={"uri": "s3://eval-runs/sigterm"})
+    spec = make_spec(concurrency=2, repeats=2, engine={"checkpointUri": "s3://eval-runs/sigterm"})
     config = manifest_file(spec)
     total = 6 * 2 * 2 * 2  # questions x turns x repeats x (generation + one judgment)
 
@@ -132,7 +132,7 @@ def test_sigterm_flushes_an_s3_checkpoint_and_the_resumed_run_repeats_nothing(
         time.sleep(0.01)
     first.send_signal(signal.SIGTERM)
     output = first.communicate(timeout=60)[0].decode()
-    assert first.returncode == EXIT_TERMINATED, output
+    assert first.returncode == ExitCode.TERMINATED, output
     assert "terminated by SIGTERM" in output
 
     finished = {item_key(r) for r in s3_records("eval-runs", "sigterm/records-")}

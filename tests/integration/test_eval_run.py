@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from shinsa.commands.eval import run_command
-from shinsa.evaluation import EXIT_CONFIG, EXIT_CRASH, EXIT_INCOMPLETE, EXIT_OK
 from shinsa.evaluation.config import parse_config
 from shinsa.evaluation.progress import JsonLinesReporter
+from shinsa.evaluation.results import ExitCode, read_results
 from shinsa.evaluation.runner import RunResult, run_evaluation
 from support.openai_server import SECRET_REASONING, FakeOpenAI, judge_rating
 
@@ -43,32 +43,35 @@ def test_every_benchmark_runs_end_to_end(make_spec: Any, openai_double: FakeOpen
     )
     spec["benchmarks"][4].update(contextLengths=[1024, 2048], depths=[0.5])
     result = run(spec)
-    assert result.exit_code == EXIT_OK and result.status == "Succeeded"
+    assert result.exit_code == ExitCode.OK and result.status == "Succeeded"
 
     out = tmp_path / "results"
-    scores = json.loads((out / "scores.json").read_text())
+    scores = read_results(out)
     items = read_jsonl(out / "items.jsonl")
     # mt-bench 6x2 turns, ja 3x2, instructions 4, safety 4: 26 turns x 2 repeats x 2 judges; needles 2 x 2.
     assert len(items) == 26 * 2 * 2 + 2 * 2
-    assert scores["errors"] == 0 and all(i["error"] is None for i in items)
+    assert scores.errors == 0 and all(i["error"] is None for i in items)
     assert {"judgments.jsonl", "generations.jsonl", "config.json"} <= {p.name for p in out.iterdir()}
     assert (out / "plots" / "mt-bench-categories.png").stat().st_size > 1000
 
-    mt = scores["benchmarks"]["mt-bench"]
+    mt = scores.benchmarks["mt-bench"]
     primary = [i["score"] for i in items if i["benchmark"] == "mt-bench" and i["judge"] == "judge-a"]
-    assert mt["mean"] == pytest.approx(sum(primary) / len(primary))
-    assert mt["ci_low"] <= mt["mean"] <= mt["ci_high"]
-    assert set(mt["categories"]) == {"writing", "roleplay", "math", "reasoning", "coding", "humanities"}
-    assert set(mt["turns"]) == {"1", "2"}
-    assert set(mt["judges"]) == {"judge-a", "judge-b"}
-    assert mt["judge_agreement"][0]["n_questions"] == 6
-    assert len(mt["question_scores"]["m1"]) == 2
-    assert set(scores["benchmarks"]["answer-carefully"]["metrics"]) == {"violation_rate", "acceptable_rate"}
-    assert "criterion/fluency" in scores["benchmarks"]["llm-jp-instructions"]["metrics"]
-    long_context = scores["benchmarks"]["long-context"]
-    assert long_context["mean"] == 1.0
-    assert long_context["metrics"]["2k/accuracy"] == 1.0
-    assert long_context["metrics"]["1k/ttft_s_mean"] > 0
+    assert mt.mean == pytest.approx(sum(primary) / len(primary))
+    assert mt.ci_low <= mt.mean <= mt.ci_high
+    assert set(mt.categories) == {"writing", "roleplay", "math", "reasoning", "coding", "humanities"}
+    assert set(mt.turns) == {"1", "2"}
+    assert set(mt.judges) == {"judge-a", "judge-b"}
+    assert mt.judge_agreement[0].n_questions == 6
+    score_table = mt.table("score") or {}
+    assert set(score_table["m1"]) == {"1", "2"} and len(score_table["m1"]["1"]) == 2
+    assert set(scores.benchmarks["answer-carefully"].metrics) == {"violation_rate", "acceptable_rate"}
+    safety_questions = {i["question_id"] for i in items if i["benchmark"] == "answer-carefully"}
+    assert set(scores.benchmarks["answer-carefully"].table("violation_rate") or {}) == safety_questions
+    assert "criterion/fluency" in scores.benchmarks["llm-jp-instructions"].metrics
+    long_context = scores.benchmarks["long-context"]
+    assert long_context.mean == 1.0
+    assert long_context.metrics["2k/accuracy"] == 1.0
+    assert long_context.metrics["1k/ttft_s_mean"] > 0
 
 
 def test_judge_ratings_come_through_unchanged(
@@ -89,10 +92,10 @@ def test_judge_ratings_come_through_unchanged(
 def test_reasoning_never_reaches_the_judge(make_spec: Any, tmp_path: Path, datasets: dict[str, Path]) -> None:
     for style in ("field", "think", "harmony"):
         with FakeOpenAI(reasoning=style) as server:
-            spec = make_spec(repeats=1, output={"dir": str(tmp_path / style)})
+            spec = make_spec(repeats=1, engine={"outputDir": str(tmp_path / style)})
             spec["model"]["endpoint"] = server.url
             spec["judges"][0]["endpoint"] = server.url
-            assert run(spec).exit_code == EXIT_OK
+            assert run(spec).exit_code == ExitCode.OK
             judge_text = json.dumps([r.messages for r in server.log if r.target == "judge"])
             assert SECRET_REASONING not in judge_text, style
             generations = read_jsonl(tmp_path / style / "generations.jsonl")
@@ -105,14 +108,14 @@ def test_repeats_are_independent_draws_when_seeded(make_spec: Any) -> None:
     result = run(spec)
     seeds = {g["repeat"]: g["sampling"]["seed"] for g in result.generations}
     assert seeds == {0: 100, 1: 101, 2: 102}
-    mt = result.scores["benchmarks"]["mt-bench"]
-    assert len(mt["per_repeat"]) == 3 and mt["std"] > 0
+    mt = result.results.benchmarks["mt-bench"]
+    assert len(mt.per_repeat) == 3 and mt.std > 0
 
 
 def test_injected_faults_are_recovered_with_the_same_scores(
     make_spec: Any, openai_double: FakeOpenAI, tmp_path: Path
 ) -> None:
-    clean = run(make_spec(output={"dir": str(tmp_path / "clean")}))
+    clean = run(make_spec(engine={"outputDir": str(tmp_path / "clean")}))
     openai_double.reset()
     openai_double.add_fault("status", status=429, retry_after="0.2", count=3, target="model")
     openai_double.add_fault("status", status=500, count=2, target="judge")
@@ -120,11 +123,11 @@ def test_injected_faults_are_recovered_with_the_same_scores(
     openai_double.add_fault("delay", delay_s=3.0, count=2, target="model")
     openai_double.add_fault("malformed", count=2, target="judge")
     openai_double.add_fault("drop", count=1, target="judge")
-    faulty = run(make_spec(timeoutSeconds=1, output={"dir": str(tmp_path / "faulty")}))
+    faulty = run(make_spec(timeoutSeconds=1, engine={"outputDir": str(tmp_path / "faulty")}))
 
-    assert faulty.exit_code == EXIT_OK
-    assert faulty.scores["errors"] == 0
-    assert faulty.scores["benchmarks"]["mt-bench"]["mean"] == clean.scores["benchmarks"]["mt-bench"]["mean"]
+    assert faulty.exit_code == ExitCode.OK
+    assert faulty.results.errors == 0
+    assert faulty.results.benchmarks["mt-bench"].mean == clean.results.benchmarks["mt-bench"].mean
     assert openai_double.count(outcome="429") == 3
     assert openai_double.count(outcome="malformed") == 2
     # Each malformed rating was asked again once; both may fall on the same judgment (which then
@@ -139,7 +142,7 @@ def test_persistent_failures_are_recorded_and_make_the_run_incomplete(
     openai_double.add_fault("status", status=500, count=1000, target="judge", item="/m1/")
     openai_double.add_fault("malformed", count=1000, target="judge", item="/w1/1/0/")
     result = run(make_spec(retries=1))
-    assert result.exit_code == EXIT_INCOMPLETE and result.status == "Incomplete"
+    assert result.exit_code == ExitCode.INCOMPLETE and result.status == "Incomplete"
     items = read_jsonl(tmp_path / "results" / "items.jsonl")
     failed = [i for i in items if i["error"]]
     assert len(failed) == 5
@@ -147,20 +150,20 @@ def test_persistent_failures_are_recorded_and_make_the_run_incomplete(
     assert {i["question_id"] for i in failed} == {"m1", "w1"}
     assert any("HTTP 500" in i["error"] for i in failed)
     assert any("unparsable judgment after 3 attempts" in i["error"] for i in failed)
-    scores = json.loads((tmp_path / "results" / "scores.json").read_text())
-    assert scores["status"] == "Incomplete" and scores["errors"] == 5
+    scores = read_results(tmp_path / "results")
+    assert scores.status == "Incomplete" and scores.errors == 5
     # The mean is over what was judged; nothing was filled in with a default.
     judged = [i["score"] for i in items if i["score"] is not None]
-    assert scores["benchmarks"]["mt-bench"]["mean"] == pytest.approx(sum(judged) / len(judged))
+    assert scores.benchmarks["mt-bench"].mean == pytest.approx(sum(judged) / len(judged))
 
 
 def test_failed_items_are_retried_on_resume(make_spec: Any, openai_double: FakeOpenAI) -> None:
     openai_double.add_fault("status", status=400, count=2, target="model", item="/c1/1/")
     first = run(make_spec())
-    assert first.scores["errors"] > 0
+    assert first.results.errors > 0
     openai_double.reset()
     second = run(make_spec())
-    assert second.scores["errors"] == 0
+    assert second.results.errors == 0
     # Only the failed question (both turns, both repeats' worth of what failed) is asked again.
     assert {item.split("/")[1] for item in openai_double.items_requested()} == {"c1"}
 
@@ -168,15 +171,15 @@ def test_failed_items_are_retried_on_resume(make_spec: Any, openai_double: FakeO
 def test_cli_exit_codes(
     make_spec: Any, manifest_file: Any, openai_double: FakeOpenAI, tmp_path: Path
 ) -> None:
-    assert run_command(manifest_file(make_spec(repeats=1)), None, True, True) == EXIT_OK
+    assert run_command(manifest_file(make_spec(repeats=1)), None, True, True) == ExitCode.OK
 
     openai_double.reset()
     bad = make_spec()
     bad["benchmarks"][0]["name"] = "no-such-benchmark"
-    assert run_command(manifest_file(bad), None, True, True) == EXIT_CONFIG
+    assert run_command(manifest_file(bad), None, True, True) == ExitCode.CONFIG
     not_served = make_spec()
     not_served["model"]["servedName"] = "some-other-model"
-    assert run_command(manifest_file(not_served), None, True, True) == EXIT_CONFIG
+    assert run_command(manifest_file(not_served), None, True, True) == ExitCode.CONFIG
     assert openai_double.requests == 0  # config errors stop before any chat request
 
     with socket.socket() as probe:
@@ -185,7 +188,7 @@ def test_cli_exit_codes(
     down = make_spec()
     down["model"]["endpoint"] = f"http://127.0.0.1:{closed_port}/v1"
     started = time.monotonic()
-    assert run_command(manifest_file(down), None, True, True) == EXIT_CRASH
+    assert run_command(manifest_file(down), None, True, True) == ExitCode.CRASH
     assert time.monotonic() - started < 10
 
 
@@ -195,15 +198,14 @@ def test_cli_exits_3_when_the_error_rate_is_above_the_limit(
     # Question m1's judgments fail for good: 2 of 12 items (17%) against a 10% limit.
     openai_double.add_fault("status", status=500, count=1000, target="judge", item="/m1/")
     config = manifest_file(make_spec(repeats=1, retries=0, maxErrorRate=0.1))
-    assert run_command(config, None, True, True) == EXIT_INCOMPLETE
-    scores = json.loads((tmp_path / "results" / "scores.json").read_text())
-    assert scores["status"] == "Incomplete" and scores["errors"] == 2
+    assert run_command(config, None, True, True) == ExitCode.INCOMPLETE
+    scores = read_results(tmp_path / "results")
+    assert scores.status == "Incomplete" and scores.errors == 2
     # Within the limit it is a success: 2 of 12 against 20%.
     openai_double.reset()
     openai_double.add_fault("status", status=500, count=1000, target="judge", item="/m1/")
     lenient = manifest_file(make_spec(repeats=1, retries=0, maxErrorRate=0.2), "lenient.yaml")
-    assert run_command(lenient, None, True, True) == EXIT_OK
-    assert len({EXIT_OK, EXIT_CRASH, EXIT_CONFIG, EXIT_INCOMPLETE}) == 4
+    assert run_command(lenient, None, True, True) == ExitCode.OK
 
 
 def test_unreachable_endpoint_message_names_the_url(
@@ -214,7 +216,7 @@ def test_unreachable_endpoint_message_names_the_url(
         closed_port = probe.getsockname()[1]
     spec = make_spec()
     spec["judges"][0]["endpoint"] = f"http://127.0.0.1:{closed_port}/v1"
-    assert run_command(manifest_file(spec), None, True, True) == EXIT_CRASH
+    assert run_command(manifest_file(spec), None, True, True) == ExitCode.CRASH
     assert f"http://127.0.0.1:{closed_port}/v1/models" in capsys.readouterr().err.replace("\n", "")
 
 
@@ -226,12 +228,12 @@ def test_long_context_accuracy_falls_where_the_model_loses_the_needle(
     spec = make_spec(benchmarks=["long-context"], judges=[], repeats=1)
     spec["benchmarks"][0].update(contextLengths=[1024, 4096], depths=[0.25, 0.75], charsPerToken=3.0)
     result = run(spec)
-    metrics = result.scores["benchmarks"]["long-context"]["metrics"]
+    metrics = result.results.benchmarks["long-context"].metrics
     assert metrics["1k/accuracy"] == 1.0 and metrics["4k/accuracy"] == 0.0
     assert metrics["1k/ttft_s_mean"] >= 0.05
     assert metrics["4k/prompt_tokens_mean"] > metrics["1k/prompt_tokens_mean"]
     assert all(r.stream for r in openai_double.log)
-    assert math.isclose(result.scores["benchmarks"]["long-context"]["mean"], 0.5)
+    assert math.isclose(result.results.benchmarks["long-context"].mean, 0.5)
 
 
 def closed_port() -> int:
@@ -260,8 +262,8 @@ def test_answer_carefully_runs_from_an_llm_jp_judge_json_file(
     spec["benchmarks"][0]["dataset"]["uri"] = str(test_json)
 
     result = run(spec)
-    assert result.exit_code == EXIT_OK and result.scores["errors"] == 0
-    assert result.scores["items"] == len(rows)
+    assert result.exit_code == ExitCode.OK and result.results.errors == 0
+    assert result.results.items == len(rows)
     judge_prompts = [r.messages[-1]["content"] for r in openai_double.log if r.target == "judge"]
     # Each question's "output" reached the judge as the reference answer.
     for reference in references.values():
@@ -279,15 +281,15 @@ def test_json_logs_keep_every_output_line_a_json_object(
         timeout=120,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    assert done.returncode == EXIT_OK, done.stdout + done.stderr
+    assert done.returncode == ExitCode.OK, done.stdout + done.stderr
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     events = [json.loads(line) for line in lines]
     assert all(isinstance(event, dict) for event in events)
     summary = next(e for e in events if e["event"] == "summary")
     assert summary["status"] == "Succeeded"
-    scores = json.loads((tmp_path / "results" / "scores.json").read_text())
+    scores = read_results(tmp_path / "results")
     figures = summary["benchmarks"]["mt-bench"]["judges"]["judge-a"]
-    assert figures["mean"] == pytest.approx(scores["benchmarks"]["mt-bench"]["mean"])
+    assert figures["mean"] == pytest.approx(scores.benchmarks["mt-bench"].mean)
     assert figures["n_items"] == 12 and figures["n_errors"] == 0
 
 
@@ -297,7 +299,7 @@ def test_an_unreachable_mlflow_server_fails_before_any_request(
     tracking_uri = f"http://127.0.0.1:{closed_port()}"
     spec = make_spec(mlflow={"trackingUri": tracking_uri})
     started = time.monotonic()
-    assert run_command(manifest_file(spec), None, True, True) == EXIT_CRASH
+    assert run_command(manifest_file(spec), None, True, True) == ExitCode.CRASH
     assert time.monotonic() - started < 10
     assert openai_double.requests == 0
     err = capsys.readouterr().err.replace("\n", "")

@@ -42,9 +42,8 @@ def test_results_are_logged_to_mlflow_without_secrets(
         benchmarks=["mt-bench", "answer-carefully"],
         mlflow={"trackingUri": mlflow_server, "experiment": "shinsa-eval-test"},
     )
-    spec["judges"][0]["apiKeyEnv"] = "TEST_JUDGE_KEY"
+    spec["engine"].update(judgeApiKeyEnv={"judge-a": "TEST_JUDGE_KEY"}, modelApiKeyEnv="TEST_MODEL_KEY")
     spec["judges"][0]["extraBody"] = {"vendor_token": body_secret}
-    spec["model"]["apiKeyEnv"] = "TEST_MODEL_KEY"
     log = io.StringIO()
     result = asyncio.run(
         run_evaluation(parse_config(spec), reporter=JsonLinesReporter(stream=log, every_s=0))
@@ -53,9 +52,9 @@ def test_results_are_logged_to_mlflow_without_secrets(
 
     client = MlflowClient(tracking_uri=mlflow_server)
     parent = client.get_run(result.mlflow_run_id)
-    mt = result.scores["benchmarks"]["mt-bench"]
-    assert parent.data.metrics["mt-bench/mean"] == pytest.approx(mt["mean"])
-    assert parent.data.metrics["mt-bench/score"] == pytest.approx(mt["mean"])
+    mt = result.results.benchmarks["mt-bench"]
+    assert parent.data.metrics["mt-bench/mean"] == pytest.approx(mt.mean)
+    assert parent.data.metrics["mt-bench/score"] == pytest.approx(mt.mean)
     for key in ("std", "ci_low", "ci_high", "error_rate"):
         assert parent.data.metrics[f"mt-bench/{key}"] == pytest.approx(mt[key])
     assert "mt-bench/category/math/mean" in parent.data.metrics
@@ -76,7 +75,7 @@ def test_results_are_logged_to_mlflow_without_secrets(
     )
     assert sorted(c.data.params["repeat"] for c in children) == ["0", "1"]
     per_repeat = {c.data.params["repeat"]: c.data.metrics["mt-bench/mean"] for c in children}
-    assert per_repeat["0"] == pytest.approx(mt["per_repeat"][0])
+    assert per_repeat["0"] == pytest.approx(mt.per_repeat[0])
 
     secrets = (secret, model_secret, body_secret)
     logged = json.dumps(
@@ -93,7 +92,7 @@ def test_results_are_logged_to_mlflow_without_secrets(
         for path in files:
             assert value.encode() not in path.read_bytes(), path
     config = json.loads((artifacts_dir / "config.json").read_text())
-    assert config["judges"][0]["apiKeyEnv"] == "TEST_JUDGE_KEY"
+    assert config["engine"]["judgeApiKeyEnv"] == {"judge-a": "TEST_JUDGE_KEY"}
     assert config["judges"][0]["extraBody"] == {"vendor_token": "<not logged>"}
 
 
@@ -105,18 +104,18 @@ def test_datasets_and_checkpoints_in_s3(
     for path in datasets["mt-bench"].rglob("*.jsonl"):
         s3.upload_file(str(path), "eval-data", f"mt-bench/{path.relative_to(datasets['mt-bench'])}")
 
-    spec = make_spec(repeats=1, checkpoint={"uri": "s3://eval-data/checkpoints/run-1"})
+    spec = make_spec(repeats=1, engine={"checkpointUri": "s3://eval-data/checkpoints/run-1"})
     spec["benchmarks"][0]["dataset"]["uri"] = "s3://eval-data/mt-bench"
     first = run(spec)
     assert first.exit_code == 0
-    assert first.scores["benchmarks"]["mt-bench"]["dataset"]["uri"] == "s3://eval-data/mt-bench"
+    assert first.results.benchmarks["mt-bench"].dataset.uri == "s3://eval-data/mt-bench"
     parts = s3.list_objects_v2(Bucket="eval-data", Prefix="checkpoints/run-1/")["Contents"]
     assert parts
 
     openai_double.reset()
     second = run(spec)
     assert openai_double.requests == 0
-    assert second.scores["benchmarks"]["mt-bench"]["mean"] == first.scores["benchmarks"]["mt-bench"]["mean"]
+    assert second.results.benchmarks["mt-bench"].mean == first.results.benchmarks["mt-bench"].mean
 
     # Starting over keeps the old records, moved under a sibling prefix, as a local checkpoint does.
     def records_under(prefix: str) -> set[str]:
@@ -132,7 +131,7 @@ def test_datasets_and_checkpoints_in_s3(
     fresh = asyncio.run(
         run_evaluation(parse_config(spec), resume=False, reporter=JsonLinesReporter(every_s=60))
     )
-    assert fresh.exit_code == 0 and openai_double.requests == sum(first.scores["requests"].values())
+    assert fresh.exit_code == 0 and openai_double.requests == sum(first.results.requests.values())
     kept = s3.list_objects_v2(Bucket="eval-data", Prefix="checkpoints/run-1.old-")["Contents"]
     assert kept and all(obj["Key"].split("/")[2].startswith("records-") for obj in kept)
     assert records_under("checkpoints/run-1.old-") == old_records

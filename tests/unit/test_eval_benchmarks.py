@@ -17,7 +17,6 @@ from shinsa.evaluation.benchmarks.long_context import build_prompt
 from shinsa.evaluation.config import BenchmarkSpec, DatasetSource, Sampling
 from shinsa.evaluation.datasets import DatasetError, Question
 from shinsa.evaluation.records import Generation, Item, Judgment, StepFailed
-from shinsa.evaluation.scoring import benchmark_scores
 
 pytestmark = pytest.mark.unit
 
@@ -209,52 +208,3 @@ def test_long_context_builds_questions_per_length_and_depth(tmp_path: Path) -> N
     long_prompt = bench.questions[-1].turns[0]
     assert len(long_prompt) < 2048 * 2.0
     assert bench.item_count(repeats=3, judges=2) == 12
-
-
-def test_scores_use_the_primary_judge_and_compare_judges() -> None:
-    bench = make("mt-bench")
-    items = []
-    for q, (a, b) in enumerate([(8, 7), (6, 5), (4, 4), (9, 8)]):
-        for repeat in range(2):
-            items.append(Item("mt-bench", f"q{q}", "writing" if q < 2 else "math", 1, repeat, "a", score=a))
-            items.append(Item("mt-bench", f"q{q}", "writing" if q < 2 else "math", 1, repeat, "b", score=b))
-    items.append(Item("mt-bench", "q4", "math", 1, 0, "a", error="judge failed: boom"))
-    scores = benchmark_scores(bench, items, ["a", "b"], repeats=2)
-    assert scores["primary_judge"] == "a"
-    assert scores["mean"] == pytest.approx(6.75)
-    assert scores["judges"]["b"]["mean"] == pytest.approx(6.0)
-    assert scores["categories"]["writing"]["mean"] == pytest.approx(7.0)
-    assert scores["n_errors"] == 1 and scores["error_rate"] == pytest.approx(1 / 17)
-    assert scores["question_scores"]["q0"] == [8.0, 8.0]
-    assert scores["question_scores"]["q4"] == [None, None]
-    [pair] = scores["judge_agreement"]
-    assert pair["judges"] == ["a", "b"] and pair["spearman"] == pytest.approx(1.0)
-
-
-def test_scores_bootstrap_each_distinct_group_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The only category, the only turn and the primary judge cover every primary item: their
-    summaries are the headline's, computed once, and equal to computing each afresh."""
-    from shinsa.evaluation import scoring, stats
-
-    bench = make("mt-bench")
-    items = [
-        Item("mt-bench", f"q{q}", "writing", 1, repeat, judge, score=float((q * 3 + repeat) % 10 + 1))
-        for q in range(30)
-        for repeat in range(2)
-        for judge in ("a", "b")
-    ]
-    calls = []
-    real = stats.summarize
-    monkeypatch.setattr(stats, "summarize", lambda *a, **k: calls.append(1) or real(*a, **k))
-    scores = benchmark_scores(bench, items, ["a", "b"], repeats=2)
-    assert len(calls) == 2  # the primary judge's items, and judge b's
-
-    primary = [i for i in items if i.judge == "a"]
-    fresh = scoring._summary_dict(primary, 2, 0)
-    assert {k: scores[k] for k in fresh} == fresh
-    assert scores["categories"]["writing"] == fresh
-    assert scores["turns"]["1"] == fresh
-    assert scores["judges"]["a"] == fresh
-    assert scores["judges"]["b"] == scoring._summary_dict([i for i in items if i.judge == "b"], 2, 0)
-    scores["categories"]["writing"]["per_repeat"].append(None)  # copies, not shared objects
-    assert scores["turns"]["1"]["per_repeat"] == fresh["per_repeat"]

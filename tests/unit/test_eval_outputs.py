@@ -8,7 +8,6 @@ import math
 import re
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from rich.console import Console
@@ -18,34 +17,21 @@ from shinsa.evaluation.config import parse_config
 from shinsa.evaluation.mlflow_log import metric_name, run_metrics
 from shinsa.evaluation.outputs import resolved_config
 from shinsa.evaluation.progress import JsonLinesReporter, RichReporter, make_reporter
+from shinsa.evaluation.results import RunResults, RunStatus
 from shinsa.evaluation.scoring import json_safe
+from tests.support.results import items_of, results_of
 
 pytestmark = pytest.mark.unit
 
-SCORES = {
-    "error_rate": 0.01,
-    "wall_time_s": 12.5,
-    "items": 100,
-    "tokens": {"prompt": 1000, "completion": 500},
-    "benchmarks": {
-        "mt-bench-ja": {
-            "mean": 7.5,
-            "std": math.nan,
-            "ci_low": 7.1,
-            "ci_high": 7.9,
-            "error_rate": 0.0,
-            "primary_judge": "gpt",
-            "categories": {
-                "math": {"mean": 6.0, "ci_low": 5.0, "ci_high": 7.0, "std": 0.1},
-                "人文": {"mean": 8.0, "ci_low": 7.5, "ci_high": 8.5, "std": 0.2},
-            },
-            "turns": {"1": {"mean": 7.7}},
-            "judges": {"gpt": {"mean": 7.5}},
-            "metrics": {},
-            "judge_agreement": [],
-        }
-    },
-}
+
+def _scores() -> RunResults:
+    """Two categories (one named in Japanese), one repeat (so the std is undefined)."""
+    items = items_of(
+        "mt-bench-ja",
+        {"q1": [[6.0]], "q2": [[6.0]], "q3": [[9.0]], "q4": [[9.0]]},
+        category={"q1": "math", "q2": "math", "q3": "人文", "q4": "人文"},
+    )
+    return results_of(items)
 
 
 def test_nan_becomes_null_in_json() -> None:
@@ -63,19 +49,19 @@ def test_metric_names_keep_mlflow_happy_and_distinct() -> None:
 
 
 def test_metrics_cover_headline_categories_and_skip_nan() -> None:
-    metrics = run_metrics(SCORES)
+    metrics = run_metrics(_scores())
     assert metrics["mt-bench-ja/mean"] == 7.5
     assert metrics["mt-bench-ja/score"] == 7.5
-    assert metrics["mt-bench-ja/category/math/ci_low"] == 5.0
-    assert metrics["mt-bench-ja/turn/1/mean"] == 7.7
-    assert metrics["tokens/prompt"] == 1000
+    assert metrics["mt-bench-ja/category/math/ci_low"] == 6.0
+    assert metrics["mt-bench-ja/turn/1/mean"] == 7.5
+    assert metrics["tokens/prompt"] == 0
     assert "mt-bench-ja/std" not in metrics
 
 
 def test_category_plot_is_written(tmp_path: Path) -> None:
     from shinsa.evaluation.plots import write_plots
 
-    [path] = write_plots(SCORES, tmp_path)
+    [path] = write_plots(_scores(), tmp_path)
     assert path.name == "mt-bench-ja-categories.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -118,28 +104,16 @@ def test_rich_progress_shows_each_benchmark_with_its_errors() -> None:
 
 
 def test_summary_table_has_a_row_per_benchmark_and_judge() -> None:
-    def sub(mean: float) -> dict[str, Any]:
-        return {"mean": mean, "std": math.nan, "ci_low": mean - 0.5, "ci_high": mean + 0.5}
-
-    scores = {
-        "model": {"served_name": "llm-jp-4-8b"},
-        "status": "Incomplete",
-        "benchmarks": {
-            "mt-bench": {
-                "primary_judge": "gpt",
-                "judges": {
-                    "gpt": {**sub(7.25), "n_questions": 80, "n_errors": 2, "n_items": 480},
-                    "claude": {**sub(6.5), "n_questions": 80, "n_errors": 0, "n_items": 480},
-                },
-            }
-        },
-    }
+    scores = {f"q{i}": [[7.0 if i % 2 else 7.5]] for i in range(4)}
+    items = items_of("mt-bench", scores) + items_of("mt-bench", scores, judge="claude")
+    items[0].score, items[0].error = None, "judge failed"
+    results = results_of(items, served_name="llm-jp-4-8b", status=RunStatus.INCOMPLETE)
     out = io.StringIO()
-    Console(file=out, width=120).print(summary_table(scores))
+    Console(file=out, width=120).print(summary_table(results))
     text = out.getvalue()
     assert "llm-jp-4-8b (Incomplete)" in text
     assert "gpt *" in text and "claude" in text  # the primary judge is marked
-    assert "7.250" in text and "[6.750, 7.750]" in text and "2/480" in text
+    assert "7.167" in text and "1/4" in text
     assert "-" in text  # an undefined std is a dash, not "nan"
 
 

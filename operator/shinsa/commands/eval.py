@@ -19,11 +19,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shinsa.evaluation import EXIT_CONFIG, EXIT_CRASH, EXIT_TERMINATED
 from shinsa.evaluation.client import EndpointUnreachable
 from shinsa.evaluation.config import ConfigError, load_config
 from shinsa.evaluation.datasets import DatasetError
 from shinsa.evaluation.progress import JsonLinesReporter, Reporter, make_reporter
+from shinsa.evaluation.results import ExitCode, RunResults
 
 T = TypeVar("T")
 
@@ -44,41 +44,40 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return "-"
 
 
-def summary_table(scores: dict[str, Any]) -> Table:
-    table = Table(title=f"Evaluation: {scores['model']['served_name']} ({scores['status']})")
+def summary_table(results: RunResults) -> Table:
+    table = Table(title=f"Evaluation: {results.model.served_name} ({results.status})")
     for column in ("benchmark", "judge", "mean", "std", "95% CI", "questions", "errors"):
         table.add_column(column, justify="left" if column in ("benchmark", "judge") else "right")
-    for name, summary in scores["benchmarks"].items():
-        for judge, sub in summary["judges"].items():
+    for name, summary in results.benchmarks.items():
+        for judge, sub in summary.judges.items():
             table.add_row(
                 name,
-                judge + (" *" if judge == summary["primary_judge"] and len(summary["judges"]) > 1 else ""),
-                _fmt(sub["mean"]),
-                _fmt(sub["std"]),
-                f"[{_fmt(sub['ci_low'])}, {_fmt(sub['ci_high'])}]",
-                str(sub["n_questions"]),
-                f"{sub['n_errors']}/{sub['n_items']}",
+                judge + (" *" if judge == summary.primary_judge and len(summary.judges) > 1 else ""),
+                _fmt(sub.mean),
+                _fmt(sub.std),
+                f"[{_fmt(sub.ci_low)}, {_fmt(sub.ci_high)}]",
+                str(sub.n_questions),
+                f"{sub.n_errors}/{sub.n_items}",
             )
     return table
 
 
-_SUMMARY_KEYS = ("mean", "std", "ci_low", "ci_high", "n_questions", "n_errors", "n_items")
+_SUMMARY_KEYS = {"mean", "std", "ci_low", "ci_high", "n_questions", "n_errors", "n_items"}
 
 
-def summary_fields(scores: dict[str, Any]) -> dict[str, Any]:
+def summary_fields(results: RunResults) -> dict[str, Any]:
     """The summary table's figures as plain data, for the JSON log."""
     return {
-        "model": scores["model"]["served_name"],
-        "status": scores["status"],
+        "model": results.model.served_name,
+        "status": results.status.value,
         "benchmarks": {
             name: {
-                "primary_judge": summary["primary_judge"],
+                "primary_judge": summary.primary_judge,
                 "judges": {
-                    judge: {key: sub[key] for key in _SUMMARY_KEYS}
-                    for judge, sub in summary["judges"].items()
+                    judge: sub.model_dump(include=_SUMMARY_KEYS) for judge, sub in summary.judges.items()
                 },
             }
-            for name, summary in scores["benchmarks"].items()
+            for name, summary in results.benchmarks.items()
         },
     }
 
@@ -125,7 +124,7 @@ def _run(reporter: Reporter, config_path: Path, output: Path | None, resume: boo
         config = load_config(config_path)
     except ConfigError as exc:
         reporter.event("config error", level="error", error=str(exc))
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
 
     from shinsa.evaluation.runner import run_evaluation
 
@@ -137,31 +136,27 @@ def _run(reporter: Reporter, config_path: Path, output: Path | None, resume: boo
         )
     except (ConfigError, DatasetError) as exc:
         reporter.event("config error", level="error", error=str(exc))
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     except EndpointUnreachable as exc:
         reporter.event("endpoint unreachable", level="error", error=str(exc))
-        return EXIT_CRASH
+        return ExitCode.CRASH
     except Terminated:
         reporter.event(
             "terminated by SIGTERM; checkpoint flushed; rerun with --resume to continue", level="warning"
         )
-        return EXIT_TERMINATED
+        return ExitCode.TERMINATED
     except KeyboardInterrupt:
         reporter.event("interrupted; rerun with --resume to continue from the checkpoint", level="warning")
-        return EXIT_CRASH
+        return ExitCode.CRASH
     except Exception as exc:
         reporter.event("crashed", level="error", error=repr(exc), traceback=traceback.format_exc())
-        return EXIT_CRASH
+        return ExitCode.CRASH
     if isinstance(reporter, JsonLinesReporter):
         # A Job's log is one JSON object a line; a table or a bare status line would break parsers.
-        from shinsa.evaluation.scoring import json_safe
-
-        reporter.event(
-            "summary", **json_safe(summary_fields(result.scores)), output_dir=str(result.output_dir)
-        )
+        reporter.event("summary", **summary_fields(result.results), output_dir=str(result.output_dir))
     else:
         reporter.close()
-        Console(soft_wrap=True).print(summary_table(result.scores))
+        Console(soft_wrap=True).print(summary_table(result.results))
         print(f"status: {result.status}; results in {result.output_dir}")
     return result.exit_code
 

@@ -1,8 +1,4 @@
-"""The evaluation engine: what runs inside an EvalRun Job, and `shinsa eval run` on a laptop."""
+"""The evaluation engine: what runs inside an EvalRun Job, and `shinsa eval run` on a laptop.
 
-EXIT_OK = 0
-EXIT_CRASH = 1
-EXIT_CONFIG = 2
-EXIT_INCOMPLETE = 3
-# 128 + SIGTERM, as a shell reports a process killed by it; here the checkpoint was flushed first.
-EXIT_TERMINATED = 143
+Its outcomes (exit codes, run status) and its results are typed in `shinsa.evaluation.results`.
+"""

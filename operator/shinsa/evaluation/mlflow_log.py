@@ -12,14 +12,16 @@ import math
 import os
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shinsa.evaluation import outputs
 from shinsa.evaluation.config import EvalConfig, JudgeConfig
+from shinsa.evaluation.records import Item
+from shinsa.evaluation.results import RunResults, exit_code_of
 
 if TYPE_CHECKING:
     from shinsa.evaluation.benchmarks import Benchmark
-    from shinsa.evaluation.runner import RunResult
 
 _PARAM_LIMIT = 6000
 
@@ -87,19 +89,19 @@ def run_params(config: EvalConfig, benchmarks: Sequence[Benchmark]) -> dict[str,
     return {k: str(v)[:_PARAM_LIMIT] for k, v in params.items()}
 
 
-def run_metrics(scores: dict[str, Any]) -> dict[str, float]:
+def run_metrics(results: RunResults) -> dict[str, float]:
     metrics: dict[str, float] = {}
 
     def put(name: str, value: Any) -> None:
         if _finite(value):
             metrics[name] = float(value)
 
-    put("error_rate", scores.get("error_rate"))
-    put("wall_time_s", scores.get("wall_time_s"))
-    put("items", scores.get("items"))
-    for kind, count in (scores.get("tokens") or {}).items():
+    put("error_rate", results.error_rate)
+    put("wall_time_s", results.wall_time_s)
+    put("items", results.items)
+    for kind, count in results.tokens.model_dump().items():
         put(metric_name("tokens", kind), count)
-    for bench, summary in scores.get("benchmarks", {}).items():
+    for bench, summary in results.benchmarks.items():
         for key in (
             "mean",
             "std",
@@ -110,25 +112,28 @@ def run_metrics(scores: dict[str, Any]) -> dict[str, float]:
             "n_questions",
             "wall_time_s",
         ):
-            put(metric_name(bench, key), summary.get(key))
+            put(metric_name(bench, key), getattr(summary, key))
         # Gate rules name their metric without the benchmark prefix and default to "score".
-        put(metric_name(bench, "score"), summary.get("mean"))
-        for group in ("categories", "turns", "judges"):
-            label = {"categories": "category", "turns": "turn", "judges": "judge"}[group]
-            for name, sub in (summary.get(group) or {}).items():
+        put(metric_name(bench, "score"), summary.mean)
+        for label, group in (
+            ("category", summary.categories),
+            ("turn", summary.turns),
+            ("judge", summary.judges),
+        ):
+            for name, sub in group.items():
                 for key in ("mean", "ci_low", "ci_high", "std"):
-                    put(metric_name(bench, label, name, key), sub.get(key))
-        for name, value in (summary.get("metrics") or {}).items():
+                    put(metric_name(bench, label, name, key), getattr(sub, key))
+        for name, value in summary.metrics.items():
             put(metric_name(bench, name), value)
-        for pair in summary.get("judge_agreement") or []:
-            a, b = pair["judges"]
-            put(metric_name(bench, "agreement", f"{a}~{b}", "kendall_tau"), pair.get("kendall_tau"))
-            put(metric_name(bench, "agreement", f"{a}~{b}", "spearman"), pair.get("spearman"))
+        for pair in summary.judge_agreement:
+            a, b = pair.judges
+            put(metric_name(bench, "agreement", f"{a}~{b}", "kendall_tau"), pair.kendall_tau)
+            put(metric_name(bench, "agreement", f"{a}~{b}", "spearman"), pair.spearman)
     return metrics
 
 
-def _items_table(result: RunResult) -> dict[str, list[Any]]:
-    rows = [item.as_dict() for item in result.items]
+def _items_table(items: Sequence[Item]) -> dict[str, list[Any]]:
+    rows = [item.as_dict() for item in items]
     columns: dict[str, list[Any]] = {key: [] for key in (rows[0] if rows else {})}
     for row in rows:
         for key, value in row.items():
@@ -137,13 +142,20 @@ def _items_table(result: RunResult) -> dict[str, list[Any]]:
     return columns
 
 
-def log_run(result: RunResult, config: EvalConfig, benchmarks: Sequence[Benchmark], tracking_uri: str) -> str:
-    """Log `result` and return the parent run id."""
+def log_run(
+    out: Path,
+    results: RunResults,
+    items: Sequence[Item],
+    config: EvalConfig,
+    benchmarks: Sequence[Benchmark],
+    tracking_uri: str,
+) -> str:
+    """Log the results in `out` and return the parent run id."""
     # MLflow exports the tracking URI to the environment; restore it so that logging one run does not
     # redirect whatever else this process logs later.
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     try:
-        return _log(result, config, benchmarks, tracking_uri)
+        return _log(out, results, items, config, benchmarks, tracking_uri)
     finally:
         if previous is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -151,26 +163,32 @@ def log_run(result: RunResult, config: EvalConfig, benchmarks: Sequence[Benchmar
             os.environ["MLFLOW_TRACKING_URI"] = previous
 
 
-def _log(result: RunResult, config: EvalConfig, benchmarks: Sequence[Benchmark], tracking_uri: str) -> str:
+def _log(
+    out: Path,
+    results: RunResults,
+    items: Sequence[Item],
+    config: EvalConfig,
+    benchmarks: Sequence[Benchmark],
+    tracking_uri: str,
+) -> str:
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(config.mlflow.experiment)
     run_name = config.mlflow.run_name or f"{config.model.served_name}-eval"
-    out = result.output_dir
     with mlflow.start_run(run_name=run_name) as parent:
         mlflow.set_tags(
             {
                 "shinsa.kind": "evaluation",
-                "shinsa.status": result.status,
-                "shinsa.exit_code": str(result.exit_code),
+                "shinsa.status": results.status.value,
+                "shinsa.exit_code": str(int(exit_code_of(results.status))),
                 "shinsa.model": config.model.served_name,
             }
         )
         mlflow.log_params(run_params(config, benchmarks))
-        mlflow.log_metrics(run_metrics(result.scores))
-        if result.items:
-            mlflow.log_table(data=_items_table(result), artifact_file="items_table.json")
+        mlflow.log_metrics(run_metrics(results))
+        if items:
+            mlflow.log_table(data=_items_table(items), artifact_file="items_table.json")
         for name in (outputs.SCORES, outputs.ITEMS, outputs.GENERATIONS, outputs.JUDGMENTS, outputs.CONFIG):
             if (out / name).exists():
                 mlflow.log_artifact(str(out / name))
@@ -181,11 +199,11 @@ def _log(result: RunResult, config: EvalConfig, benchmarks: Sequence[Benchmark],
             with mlflow.start_run(run_name=f"{run_name}-repeat-{repeat}", nested=True):
                 mlflow.log_param("repeat", repeat)
                 repeat_metrics: dict[str, float] = {}
-                for bench, summary in result.scores.get("benchmarks", {}).items():
-                    per_repeat = summary.get("per_repeat") or []
+                for bench, summary in results.benchmarks.items():
+                    per_repeat = summary.per_repeat
                     if repeat < len(per_repeat) and _finite(per_repeat[repeat]):
-                        repeat_metrics[metric_name(bench, "mean")] = float(per_repeat[repeat])
-                    repeat_items = [i for i in result.items if i.benchmark == bench and i.repeat == repeat]
+                        repeat_metrics[metric_name(bench, "mean")] = float(per_repeat[repeat] or 0.0)
+                    repeat_items = [i for i in items if i.benchmark == bench and i.repeat == repeat]
                     if repeat_items:
                         errors = sum(i.error is not None for i in repeat_items)
                         repeat_metrics[metric_name(bench, "error_rate")] = errors / len(repeat_items)

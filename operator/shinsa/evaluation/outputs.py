@@ -1,22 +1,28 @@
-"""The results directory: scores.json, items.jsonl, generations/judgments JSONL, config.json, plots."""
+"""The results directory: scores.json (`results.RunResults`), items.jsonl, generations and judgments
+JSONL, config.json, plots."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shinsa.evaluation.config import EvalConfig
 from shinsa.evaluation.progress import Reporter
-from shinsa.evaluation.scoring import json_safe
+from shinsa.evaluation.records import Item
+from shinsa.evaluation.results import (
+    ITEMS_FILE,
+    SCORES_FILE,
+    ResultsError,
+    RunResults,
+    read_results,
+    write_results,
+)
+from shinsa.evaluation.scoring import json_safe, results_from_items
 
-if TYPE_CHECKING:
-    from shinsa.evaluation.benchmarks import Benchmark
-    from shinsa.evaluation.runner import RunResult
-
-SCORES = "scores.json"
-ITEMS = "items.jsonl"
+SCORES = SCORES_FILE
+ITEMS = ITEMS_FILE
 GENERATIONS = "generations.jsonl"
 JUDGMENTS = "judgments.jsonl"
 CONFIG = "config.json"
@@ -67,28 +73,49 @@ def resolved_config(config: EvalConfig) -> dict[str, Any]:
 
 
 def write_outputs(
-    result: RunResult, config: EvalConfig, benchmarks: Sequence[Benchmark], reporter: Reporter
-) -> None:
-    out = result.output_dir
+    out: Path,
+    results: RunResults,
+    items: Sequence[Item],
+    generations: Sequence[dict[str, Any]],
+    judgments: Sequence[dict[str, Any]],
+    config: EvalConfig,
+    reporter: Reporter,
+) -> RunResults:
+    """Write the results directory; returns the results with the plots that were written."""
     out.mkdir(parents=True, exist_ok=True)
-    _write_jsonl(out / ITEMS, (item.as_dict() for item in result.items))
-    _write_jsonl(out / GENERATIONS, sorted(result.generations, key=_order))
-    _write_jsonl(out / JUDGMENTS, sorted(result.judgments, key=_order))
+    _write_jsonl(out / ITEMS, (item.as_dict() for item in items))
+    _write_jsonl(out / GENERATIONS, sorted(generations, key=_order))
+    _write_jsonl(out / JUDGMENTS, sorted(judgments, key=_order))
     _write_json(out / CONFIG, resolved_config(config))
     try:
         from shinsa.evaluation.plots import write_plots
 
-        result.scores["plots"] = [str(p.relative_to(out)) for p in write_plots(result.scores, out / PLOTS)]
+        plots = [str(p.relative_to(out)) for p in write_plots(results, out / PLOTS)]
     except ImportError as exc:
         reporter.event("plots skipped: matplotlib is not importable", error=str(exc))
-        result.scores["plots"] = []
-    _write_json(out / SCORES, result.scores)
-
-
-def write_scores(result: RunResult) -> None:
-    _write_json(result.output_dir / SCORES, result.scores)
+        plots = []
+    results = results.model_copy(update={"plots": plots})
+    write_results(results, out)
+    return results
 
 
 def read_items(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path}: not JSON lines: {exc}") from None
+
+
+def load_results(path: str | Path) -> RunResults:
+    """Results from a results directory, its scores.json, or an items.jsonl alone (whose provenance,
+    the dataset digest and the judge's model and prompts, is then unknown)."""
+    file = Path(path)
+    if file.suffix == ".jsonl":
+        try:
+            return results_from_items(read_items(file), source=str(file))
+        except (KeyError, TypeError) as exc:
+            raise ResultsError(f"{file}: not an items.jsonl of shinsa eval run: {exc}") from None
+    return read_results(file)

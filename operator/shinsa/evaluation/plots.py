@@ -14,6 +14,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from shinsa.evaluation.results import BenchmarkResult, RunResults
+
 
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
@@ -23,20 +25,14 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def category_chart(benchmark: str, summary: dict[str, Any], path: Path) -> Path | None:
-    categories = {name: s for name, s in summary.get("categories", {}).items() if _finite(s.get("mean"))}
+def category_chart(benchmark: str, summary: BenchmarkResult, path: Path) -> Path | None:
+    categories = {name: s for name, s in summary.categories.items() if _finite(s.mean)}
     if not categories:
         return None
     names = list(categories)
-    means = [categories[n]["mean"] for n in names]
-    lows = [
-        m - categories[n]["ci_low"] if _finite(categories[n]["ci_low"]) else 0
-        for n, m in zip(names, means, strict=True)
-    ]
-    highs = [
-        categories[n]["ci_high"] - m if _finite(categories[n]["ci_high"]) else 0
-        for n, m in zip(names, means, strict=True)
-    ]
+    means = [float(categories[n].mean or 0.0) for n in names]
+    lows = [m - (categories[n].ci_low or m) for n, m in zip(names, means, strict=True)]
+    highs = [(categories[n].ci_high or m) - m for n, m in zip(names, means, strict=True)]
 
     fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(names) + 2), 3.6), dpi=100)
     try:
@@ -45,11 +41,11 @@ def category_chart(benchmark: str, summary: dict[str, Any], path: Path) -> Path 
             # glyph. The bars are still right, so the warnings are noise here.
             warnings.filterwarnings("ignore", message="Glyph .* missing from font")
             ax.bar(names, means, yerr=[lows, highs], capsize=4, color="#4C72B0")
-            if _finite(summary.get("mean")):
-                ax.axhline(summary["mean"], color="#DD8452", linestyle="--", linewidth=1, label="overall")
+            if summary.mean is not None and _finite(summary.mean):
+                ax.axhline(summary.mean, color="#DD8452", linestyle="--", linewidth=1, label="overall")
                 ax.legend(loc="lower right")
             ax.set_title(f"{benchmark}: mean by category (95% CI)")
-            ax.set_ylabel(f"score ({summary.get('primary_judge', '')})")
+            ax.set_ylabel(f"score ({summary.primary_judge})")
             ax.tick_params(axis="x", labelrotation=30)
             fig.tight_layout()
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,9 +55,9 @@ def category_chart(benchmark: str, summary: dict[str, Any], path: Path) -> Path 
     return path
 
 
-def write_plots(scores: dict[str, Any], directory: Path) -> list[Path]:
+def write_plots(results: RunResults, directory: Path) -> list[Path]:
     written = []
-    for name, summary in scores.get("benchmarks", {}).items():
+    for name, summary in results.benchmarks.items():
         path = category_chart(name, summary, directory / f"{_safe_name(name)}-categories.png")
         if path is not None:
             written.append(path)

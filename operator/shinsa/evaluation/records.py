@@ -53,6 +53,9 @@ class Item:
     latency_s: float | None = None
     ttft_s: float | None = None
     criteria: dict[str, float] = field(default_factory=dict)
+    # The benchmark's per-item values (Benchmark.item_metrics), so items.jsonl alone rebuilds every
+    # per-question table a gate compares.
+    metrics: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

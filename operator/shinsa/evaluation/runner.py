@@ -10,25 +10,36 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import httpx
 
-from shinsa.evaluation import EXIT_INCOMPLETE, EXIT_OK
 from shinsa.evaluation.benchmarks import Benchmark, check_config, known_benchmarks
 from shinsa.evaluation.benchmarks.base import JudgmentParser, Messages
 from shinsa.evaluation.checkpoint import Checkpoint
 from shinsa.evaluation.client import ChatClient, EndpointUnreachable, RequestFailed
 from shinsa.evaluation.config import ConfigError, EvalConfig, JudgeConfig, Sampling
 from shinsa.evaluation.datasets import Question
+from shinsa.evaluation.outputs import write_outputs
 from shinsa.evaluation.progress import JsonLinesReporter, Reporter
 from shinsa.evaluation.ratelimit import RateLimiter
 from shinsa.evaluation.ratings import RatingError
 from shinsa.evaluation.records import Generation, Item, Judgment, StepFailed
-from shinsa.evaluation.scoring import benchmark_scores, json_safe
+from shinsa.evaluation.results import (
+    BenchmarkResult,
+    ExitCode,
+    JudgeInfo,
+    ModelInfo,
+    RunResults,
+    RunStatus,
+    TokenTotals,
+    exit_code_of,
+    write_results,
+)
+from shinsa.evaluation.scoring import json_safe, score_benchmark
 
 _PROMPT_EXCERPT_CHARS = 2000
 _REMOTE_FLUSH_S = 2.0
@@ -37,15 +48,22 @@ _TRACKING_CHECK_TIMEOUT_S = 15.0
 
 @dataclass
 class RunResult:
-    exit_code: int
-    status: str  # Succeeded | Incomplete
-    scores: dict[str, Any]
+    """A finished run: its typed results (scores.json) and the records behind them."""
+
+    exit_code: ExitCode
+    results: RunResults
     items: list[Item]
     generations: list[dict[str, Any]]
     judgments: list[dict[str, Any]]
     output_dir: Path
-    requests: dict[str, int] = field(default_factory=dict)
-    mlflow_run_id: str | None = None
+
+    @property
+    def status(self) -> RunStatus:
+        return self.results.status
+
+    @property
+    def mlflow_run_id(self) -> str | None:
+        return self.results.mlflow_run_id
 
 
 def fingerprint(settings: Any) -> str:
@@ -336,19 +354,17 @@ async def _run_benchmark(
     return [item for unit_items in results for item in unit_items], time.monotonic() - started
 
 
-def _token_totals(
-    generations: Sequence[dict[str, Any]], judgments: Sequence[dict[str, Any]]
-) -> dict[str, int]:
+def _token_totals(generations: Sequence[dict[str, Any]], judgments: Sequence[dict[str, Any]]) -> TokenTotals:
     def total(records: Sequence[dict[str, Any]], key: str) -> int:
         return sum(int((r.get("usage") or {}).get(key, 0)) for r in records)
 
-    return {
-        "prompt": total(generations, "prompt_tokens"),
-        "completion": total(generations, "completion_tokens"),
-        "reasoning": total(generations, "reasoning_tokens"),
-        "judge_prompt": total(judgments, "prompt_tokens"),
-        "judge_completion": total(judgments, "completion_tokens"),
-    }
+    return TokenTotals(
+        prompt=total(generations, "prompt_tokens"),
+        completion=total(generations, "completion_tokens"),
+        reasoning=total(generations, "reasoning_tokens"),
+        judge_prompt=total(judgments, "prompt_tokens"),
+        judge_completion=total(judgments, "completion_tokens"),
+    )
 
 
 def build_benchmarks(config: EvalConfig) -> list[Benchmark]:
@@ -365,13 +381,11 @@ async def run_evaluation(
     reporter: Reporter | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> RunResult:
-    """Run every benchmark `repeats` times and write results; see `EXIT_*` for the outcome codes.
+    """Run every benchmark `repeats` times and write results; see `ExitCode` for the outcomes.
 
     Raises ConfigError / DatasetError (bad settings or data, before any request) and
     EndpointUnreachable (an endpoint that does not answer at all).
     """
-    from shinsa.evaluation.outputs import write_outputs, write_scores
-
     reporter = reporter or JsonLinesReporter()
     started = time.monotonic()
     out = Path(output_dir or config.output.dir)
@@ -423,23 +437,29 @@ async def run_evaluation(
         engine = Engine(config, model, judges, checkpoint, generation_fps, judge_fps)
 
         all_items: list[Item] = []
-        bench_scores: dict[str, Any] = {}
+        bench_scores: dict[str, BenchmarkResult] = {}
+        primary = config.judges[0] if config.judges else None
         for benchmark in benchmarks:
             items, wall = await _run_benchmark(benchmark, engine, config.repeats, reporter)
             all_items.extend(items)
-            bench_scores[benchmark.name] = {
-                **benchmark_scores(benchmark, items, engine.judges, config.repeats),
-                "wall_time_s": wall,
-            }
-            summary = bench_scores[benchmark.name]
+            summary = score_benchmark(
+                benchmark,
+                items,
+                engine.judges,
+                config.repeats,
+                judge_model=primary.model if primary else None,
+                judge_prompts_digest=fingerprint(benchmark.judge_settings()),
+                wall_time_s=wall,
+            )
+            bench_scores[benchmark.name] = summary
             reporter.benchmark_finished(
                 benchmark.name,
                 **json_safe(
                     {
-                        "mean": summary["mean"],
-                        "std": summary["std"],
-                        "ci": [summary["ci_low"], summary["ci_high"]],
-                        "errors": summary["n_errors_all_judges"],
+                        "mean": summary.mean,
+                        "std": summary.std,
+                        "ci": [summary.ci_low, summary.ci_high],
+                        "errors": summary.n_errors_all_judges,
                     }
                 ),
             )
@@ -457,56 +477,52 @@ async def run_evaluation(
     errors = sum(i.error is not None for i in all_items)
     error_rate = errors / len(all_items) if all_items else 0.0
     incomplete = error_rate > config.max_error_rate
-    status = "Incomplete" if incomplete else "Succeeded"
     requests = {
         "model": model.stats.requests,
         **{f"judge/{n}": c.stats.requests for n, (_, c) in judges.items()},
     }
-    scores: dict[str, Any] = {
-        "status": status,
-        "model": {
-            "served_name": config.model.served_name,
-            "endpoint": config.model.endpoint,
-            "revision": config.model.revision,
-        },
-        "judges": [{"name": j.name, "model": j.model, "endpoint": j.endpoint} for j in config.judges],
-        "repeats": config.repeats,
-        "items": len(all_items),
-        "errors": errors,
-        "error_rate": error_rate,
-        "max_error_rate": config.max_error_rate,
-        "reused_from_checkpoint": engine.reused,
-        "requests": requests,
-        "tokens": _token_totals(engine.generations, engine.judgments),
-        "wall_time_s": time.monotonic() - started,
-        "benchmarks": bench_scores,
-    }
-    result = RunResult(
-        exit_code=EXIT_INCOMPLETE if incomplete else EXIT_OK,
-        status=status,
-        scores=scores,
-        items=all_items,
-        generations=engine.generations,
-        judgments=engine.judgments,
-        output_dir=out,
+    results = RunResults(
+        status=RunStatus.INCOMPLETE if incomplete else RunStatus.SUCCEEDED,
+        model=ModelInfo(
+            served_name=config.model.served_name,
+            endpoint=config.model.endpoint,
+            revision=config.model.revision,
+        ),
+        judges=[JudgeInfo(name=j.name, model=j.model, endpoint=j.endpoint) for j in config.judges],
+        repeats=config.repeats,
+        items=len(all_items),
+        errors=errors,
+        error_rate=error_rate,
+        max_error_rate=config.max_error_rate,
+        reused_from_checkpoint=engine.reused,
         requests=requests,
+        tokens=_token_totals(engine.generations, engine.judgments),
+        wall_time_s=time.monotonic() - started,
+        benchmarks=bench_scores,
     )
-    write_outputs(result, config, benchmarks, reporter)
+    results = write_outputs(out, results, all_items, engine.generations, engine.judgments, config, reporter)
     tracking_uri = config.mlflow.tracking_uri
     if tracking_uri:
         from shinsa.evaluation.mlflow_log import log_run
 
-        result.mlflow_run_id = await asyncio.to_thread(log_run, result, config, benchmarks, tracking_uri)
-        result.scores["mlflow_run_id"] = result.mlflow_run_id
-        write_scores(result)
-        reporter.event("logged to MLflow", tracking_uri=tracking_uri, run_id=result.mlflow_run_id)
+        run_id = await asyncio.to_thread(log_run, out, results, all_items, config, benchmarks, tracking_uri)
+        results = results.model_copy(update={"mlflow_run_id": run_id})
+        write_results(results, out)
+        reporter.event("logged to MLflow", tracking_uri=tracking_uri, run_id=run_id)
     if incomplete:
         reporter.event(
             "run incomplete: error rate above maxErrorRate",
             error_rate=error_rate,
             limit=config.max_error_rate,
         )
-    return result
+    return RunResult(
+        exit_code=exit_code_of(results.status),
+        results=results,
+        items=all_items,
+        generations=engine.generations,
+        judgments=engine.judgments,
+        output_dir=out,
+    )
 
 
 __all__ = ["EndpointUnreachable", "Engine", "RunResult", "fingerprint", "run_evaluation"]

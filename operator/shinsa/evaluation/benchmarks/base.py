@@ -97,6 +97,11 @@ class Benchmark(ABC):
         """Benchmark-specific numbers beyond mean/std/CI, computed on the primary judge's items."""
         return {}
 
+    def item_metrics(self, item: Item) -> dict[str, float]:
+        """Benchmark-specific values of one scored item, whose per-question tables gates compare
+        (for example an answer's violation indicator). Only means of these are meaningful."""
+        return {}
+
     def start_messages(self) -> Messages:
         return [{"role": "system", "content": self.config.system_prompt}] if self.config.system_prompt else []
 

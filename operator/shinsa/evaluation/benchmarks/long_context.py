@@ -116,6 +116,14 @@ class LongContext(Benchmark):
             out[f"{label}/prompt_tokens_mean"] = float(np.mean([i.prompt_tokens for i in done]))
         return out
 
+    def item_metrics(self, item: Item) -> dict[str, float]:
+        if item.score is None:
+            return {}
+        out = {f"{item.category}/accuracy": item.score}
+        if item.latency_s is not None:
+            out[f"{item.category}/latency_s"] = item.latency_s
+        return out
+
 
 def _label_order(label: str) -> int:
     digits = re.sub(r"\D", "", label)
