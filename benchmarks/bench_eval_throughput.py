@@ -158,7 +158,7 @@ def shinsa_engine(url: str, questions: int, concurrency: int, workdir: Path) -> 
             "judges": [{"name": "j", "endpoint": url, "model": JUDGE}],
             "repeats": 1,
             "concurrency": concurrency,
-            "output": {"dir": str(workdir / "out")},
+            "engine": {"outputDir": str(workdir / "out")},
         }
     )
     clock = _Clock()

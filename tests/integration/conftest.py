@@ -105,8 +105,10 @@ def openai_double() -> Iterator[FakeOpenAI]:
 def eval_spec(
     server: FakeOpenAI, datasets: dict[str, Path], tmp_path: Path, **overrides: Any
 ) -> dict[str, Any]:
-    """A spec over `benchmarks` (default: mt-bench only) with fast retries for tests."""
+    """A spec over `benchmarks` (default: mt-bench only) with fast retries for tests; `engine`
+    overrides are merged into the engine options (results under `tmp_path/results`)."""
     names = overrides.pop("benchmarks", ["mt-bench"])
+    engine = {"outputDir": str(tmp_path / "results"), **overrides.pop("engine", {})}
     spec: dict[str, Any] = {
         "model": {"endpoint": server.url, "servedName": server.model},
         "benchmarks": [{"name": n, "dataset": {"uri": str(datasets[n])}} for n in names],
@@ -116,17 +118,20 @@ def eval_spec(
         "retries": 4,
         "backoffSeconds": 0.05,
         "timeoutSeconds": 10,
-        "output": {"dir": str(tmp_path / "results")},
     }
     spec.update(overrides)
+    spec["engine"] = engine
     return spec
 
 
 def write_manifest(path: Path, spec: dict[str, Any]) -> Path:
+    """An EvalRun manifest of `spec`, with its engine options beside the spec."""
+    spec = dict(spec)
     manifest = {
         "apiVersion": "shinsa.dev/v1alpha1",
         "kind": "EvalRun",
         "metadata": {"name": "test-eval"},
+        "engine": spec.pop("engine", {}),
         "spec": spec,
     }
     path.write_text(yaml.safe_dump(manifest, allow_unicode=True), encoding="utf-8")
