@@ -107,10 +107,17 @@ class GateRule(K8sModel):
             reason="FieldValueRequired",
         ),
         CelRule(
-            rule="self.type != 'maxViolationRate' || self.benchmark == 'answer-carefully'",
+            # Without a benchmark the rule above reports it; reading an absent field would make the
+            # API server answer "no such key" instead.
+            rule=(
+                "self.type != 'maxViolationRate' || !has(self.benchmark) "
+                "|| self.benchmark == 'answer-carefully'"
+            ),
             message="spec.gates.rules[].benchmark of a maxViolationRate rule must be answer-carefully",
             holds=lambda m: (
-                m.type is not GateRuleType.MAX_VIOLATION_RATE or m.benchmark == "answer-carefully"
+                m.type is not GateRuleType.MAX_VIOLATION_RATE
+                or m.benchmark is None
+                or m.benchmark == "answer-carefully"
             ),
             field_path=".benchmark",
             reason="FieldValueInvalid",
