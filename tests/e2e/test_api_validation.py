@@ -10,10 +10,12 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from shinsa.api import EvalRun
 from tests.support.api_cases import (
     BAD_EVAL_RUNS,
     BAD_MODEL_DEPLOYMENTS,
     EVAL,
+    GOOD_EVAL_RUNS,
     GOOD_MODEL_DEPLOYMENTS,
     MOE,
     with_value,
@@ -22,10 +24,11 @@ from tests.support.api_cases import (
 pytestmark = pytest.mark.e2e
 
 
-def dry_run_create(kube: client.ApiClient, namespace: str, body: dict[str, Any]) -> None:
+def dry_run_create(kube: client.ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The object as the API server would store it (defaulted), without storing it."""
     plural = {"ModelDeployment": "modeldeployments", "EvalRun": "evalruns"}[body["kind"]]
     body = with_value(body, "metadata.namespace", namespace)
-    client.CustomObjectsApi(kube).create_namespaced_custom_object(
+    stored: dict[str, Any] = client.CustomObjectsApi(kube).create_namespaced_custom_object(
         # Strict field validation is what kubectl asks for: unknown fields (typos) are errors.
         "shinsa.dev",
         "v1alpha1",
@@ -35,6 +38,7 @@ def dry_run_create(kube: client.ApiClient, namespace: str, body: dict[str, Any])
         dry_run="All",
         field_validation="Strict",
     )
+    return stored
 
 
 @pytest.mark.parametrize("good", [MOE, EVAL], ids=["ModelDeployment", "EvalRun"])
@@ -42,6 +46,19 @@ def test_the_documented_examples_are_accepted(
     kube: client.ApiClient, crds: list[str], good: dict[str, Any]
 ) -> None:
     dry_run_create(kube, "default", good)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"), GOOD_EVAL_RUNS, ids=[f"{p}={v!r}"[:60] for p, v in GOOD_EVAL_RUNS]
+)
+def test_eval_runs_are_stored_as_python_reads_them(
+    kube: client.ApiClient, crds: list[str], path: str, value: Any
+) -> None:
+    # The server's defaults are Python's, and a null that means "send none" (a judge's temperature)
+    # is kept rather than pruned and defaulted.
+    body = with_value(EVAL, path, value)
+    stored = dry_run_create(kube, "default", body)
+    assert EvalRun.from_body(stored).spec == EvalRun.model_validate(body).spec
 
 
 @pytest.mark.parametrize(

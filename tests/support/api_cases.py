@@ -153,6 +153,19 @@ BAD_MODEL_DEPLOYMENTS: list[tuple[str, Any, str]] = [
     ("metadata.name", "m" * 64, "metadata.name"),
 ]  # fmt: skip
 
+# (dotted path, value): variants of EVAL that must be accepted.
+GOOD_EVAL_RUNS: list[tuple[str, Any]] = [
+    ("spec.model", {"endpoint": "https://api.example/v1", "servedName": "gpt-4o",
+                    "apiKeySecretRef": {"name": "example", "key": "api-key"}}),
+    ("spec.model.extraBody", {"chat_template_kwargs": {"enable_thinking": False}, "top_k": 20}),
+    ("spec.judges", [{"name": "a", "endpoint": "http://j/v1", "model": "m", "temperature": None,
+                      "maxTokens": None, "reasoningEffort": "minimal"}]),
+    ("spec.gates", {"rules": [{"type": "maxErrorRate", "limit": 0.1}]}),
+    ("spec.gates.baseline", {"evalRunRef": {"name": "llm-jp-4-8b-production"}}),
+    ("spec.mlflow.trackingUri", "file:///tmp/a@b/mlruns"),
+    ("spec.repeats", 20),
+]  # fmt: skip
+
 BAD_EVAL_RUNS: list[tuple[str, Any, str]] = [
 ("spec.model", {}, "deploymentRef"),
     ("spec.model", {"deploymentRef": {"name": "a"}, "endpoint": "http://x/v1", "servedName": "a"},

@@ -26,6 +26,7 @@ from tests.support.api_cases import (
     BAD_EVAL_RUNS,
     BAD_MODEL_DEPLOYMENTS,
     EVAL,
+    GOOD_EVAL_RUNS,
     GOOD_MODEL_DEPLOYMENTS,
     MOE,
     with_value,
@@ -210,6 +211,12 @@ def test_eval_run_against_an_external_endpoint() -> None:
     run = EvalRun.model_validate(body)
     assert run.spec.model.endpoint == "http://judge-double:8000/v1"
     assert run.spec.mlflow.experiment == "llm-jp-4"
+
+
+@pytest.mark.parametrize(("path", "value"), GOOD_EVAL_RUNS)
+def test_eval_run_variants_are_accepted(path: str, value: Any) -> None:
+    run = EvalRun.model_validate(with_value(EVAL, path, value))
+    assert EvalRun.model_validate(run.to_k8s()) == run
 
 
 @pytest.mark.parametrize(("path", "value", "names"), BAD_EVAL_RUNS)

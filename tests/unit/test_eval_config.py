@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -261,3 +263,12 @@ def test_load_config_reports_unreadable_and_invalid_files(tmp_path: Any) -> None
     bad.write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_the_config_does_not_import_the_benchmarks() -> None:
+    # benchmarks import the config; the config importing them back would be a cycle.
+    code = (
+        "import sys, shinsa.evaluation.config\n"
+        "assert 'shinsa.evaluation.benchmarks' not in sys.modules, sorted(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
