@@ -15,6 +15,9 @@ from kubernetes import client
 from shinsa.devcluster import processes
 from shinsa.devcluster.cluster import LocalCluster, NodePool, free_port
 from shinsa.devcluster.crds import install_crds
+from shinsa.devcluster.kueue import RunningKueue
+from shinsa.devcluster.kueue import start as start_kueue
+from shinsa.devcluster.kueue import stop as stop_kueue
 from shinsa.devcluster.services import S3_ACCESS_KEY, S3_SECRET_KEY, start_mlflow, start_s3
 from tests.support.operator import InProcessOperator, operator_settings
 
@@ -112,6 +115,18 @@ def operator(crds: list[str]) -> Iterator[InProcessOperator]:
     )
     with InProcessOperator(settings) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def kueue(cluster: LocalCluster) -> Iterator[RunningKueue]:
+    """The real Kueue controller (tools/kueue's pin) against the test cluster, started on first
+    use. From then on its webhooks see every Job and pod of the session; only those labelled
+    kueue.x-k8s.io/queue-name are queued."""
+    running = start_kueue(cluster)
+    try:
+        yield running
+    finally:
+        stop_kueue(cluster)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the local control plane's binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok, helm) and the S3-compatible server (versitygw) from their
-# official Go modules at the versions pinned in tools/*/go.mod, into the user cache, keyed by a
-# digest of those pins and of this script.
+# kube-scheduler, kubectl, kwok, helm), the S3-compatible server (versitygw) and the Kueue
+# controller (kueue) from their official Go modules at the versions pinned in tools/*/go.mod,
+# into the user cache, keyed by a digest of those pins and of this script.
 # A fresh clone in another folder finds the same key and reuses the binaries.
 #
 # Prints the directory holding the binaries on stdout; progress goes to stderr.
@@ -68,6 +68,11 @@ helm_version="$(module_version helm helm.sh/helm/v3)"
 versitygw_version="$(module_version s3 github.com/versity/versitygw)"
 build helm helm helm.sh/helm/v3/cmd/helm "-s -w -X $helm_pkg.gitTreeState=clean -X $helm_pkg.version=$helm_version"
 build s3 versitygw github.com/versity/versitygw/cmd/versitygw "-s -w -X main.Version=$versitygw_version"
+# Kueue's release build stamps its version the same way (Makefile's LD_FLAGS); the module zip
+# carries no commit, so none is claimed.
+kueue_pkg="sigs.k8s.io/kueue/pkg/version"
+kueue_version="$(module_version kueue sigs.k8s.io/kueue)"
+build kueue kueue sigs.k8s.io/kueue/cmd/kueue "-s -w -X $kueue_pkg.GitVersion=$kueue_version -X $kueue_pkg.GitCommit=unknown -X $kueue_pkg.BuildDate=1970-01-01T00:00:00Z"
 
 # KWOK's own stage definitions at the pinned version, read from its module: nodes become Ready
 # and keep a heartbeat, pods become Running/Ready, pods owned by a Job complete.
@@ -77,6 +82,15 @@ for stage in node/fast/node-initialize node/heartbeat/node-heartbeat \
   cat "$kwok_dir/kustomize/stage/$stage.yaml"
   echo "---"
 done > "$partial/kwok-stages.yaml"
+
+# Kueue's CRDs, their conversion-webhook patches and its webhook configurations at the pinned
+# version, read from its module (shinsa.devcluster.kueue installs them), so the manifests always
+# match the binary. The module cache is read-only; the copy must be deletable with the build.
+kueue_dir="$(cd "$here/kueue" && go list -m -f '{{.Dir}}' sigs.k8s.io/kueue)"
+mkdir -p "$partial/kueue-config"
+cp -R "$kueue_dir/config/components/crd" "$kueue_dir/config/components/webhook" "$partial/kueue-config/"
+echo "$kueue_version" > "$partial/kueue-config/VERSION"
+chmod -R u+w "$partial/kueue-config"
 
 touch "$partial/.complete"
 if [[ -f "$bin/.complete" ]]; then

@@ -45,6 +45,13 @@ def up(
     cpu_nodes: Annotated[
         int, typer.Option(min=0, help="Untainted CPU-only nodes (for Jobs, MLflow, ...).")
     ] = 1,
+    kueue: Annotated[
+        bool,
+        typer.Option(
+            help="Also run the Kueue controller (Jobs and pods labelled kueue.x-k8s.io/queue-name "
+            "wait for ClusterQueue quota)."
+        ),
+    ] = False,
     state_dir: StateDir = DEFAULT_STATE_DIR,
 ) -> None:
     """Start the control plane (building its binaries on first use) and create the nodes.
@@ -59,13 +66,15 @@ def up(
         NodePool("cpu-node", cpu_nodes, gpus=0),
     ]
     try:
-        state = cluster.up([p for p in pools if p.count])
+        state = cluster.up([p for p in pools if p.count], kueue=kueue)
     except (ClusterError, ProcessFailed) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     console.print(f"[green]control plane ready[/green] at {state.apiserver_url}")
     console.print(f"  export KUBECONFIG={state.kubeconfig}")
     console.print("  kubectl get nodes -L nvidia.com/gpu.product,nvidia.com/gpu.count")
+    if kueue:
+        console.print("  kueue runs: kubectl get clusterqueues,localqueues,workloads -A")
     console.print("  stop it with: shinsa dev down")
 
 

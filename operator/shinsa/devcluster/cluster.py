@@ -39,6 +39,7 @@ SIMULATE_ANNOTATION = "shinsa.dev/simulate"
 # Stop dependents first: nothing should keep writing to etcd while it shuts down.
 STOP_ORDER = [
     "shinsa-operator",
+    "kueue",
     "mlflow",
     "kwok",
     "kube-scheduler",
@@ -210,7 +211,9 @@ class LocalCluster:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def up(self, pools: list[NodePool], timeout_s: float = 180.0) -> ClusterState:
+    def up(self, pools: list[NodePool], timeout_s: float = 180.0, *, kueue: bool = False) -> ClusterState:
+        """Start the control plane (kept if it runs) and the nodes; with `kueue`, the Kueue
+        controller too (optional: it adds seconds to start and webhooks to every Job and pod)."""
         for pool in pools:
             if pool.gpus:
                 pool.memory_mib()  # an unknown product fails here, before anything is started
@@ -221,6 +224,13 @@ class LocalCluster:
         else:
             state = self._start(timeout_s)
         self.ensure_nodes(pools, timeout_s)
+        from shinsa.devcluster import kueue as kueue_component  # it builds on this module
+
+        if kueue:
+            kueue_component.start(self, timeout_s)
+        elif not processes.alive(self.state_dir, kueue_component.PROCESS_NAME):
+            # A Kueue that stopped with the cluster left fail-closed webhooks in etcd.
+            kueue_component.remove_webhooks(self.api())
         state.pools = [asdict(p) for p in pools]
         self.state_file.write_text(json.dumps(asdict(state), indent=2))
         return state

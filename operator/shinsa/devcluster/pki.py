@@ -145,3 +145,24 @@ def ensure_pki(directory: Path) -> PkiPaths:
         sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     return paths
+
+
+def issue_loopback_serving_cert(pki: PkiPaths, cert: Path, key: Path, common_name: str) -> None:
+    """A serving certificate for 127.0.0.1 and localhost signed by the cluster CA, for servers the
+    API server calls on loopback (webhooks); it trusts them through the CA as their caBundle."""
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{pki.ca_key} is not the EC key ensure_pki writes")
+    serving_key = _key()
+    issued = _issue(
+        _name(common_name),
+        serving_key,
+        ca_cert.subject,
+        ca_key,
+        usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+        sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+    )
+    cert.parent.mkdir(parents=True, exist_ok=True)
+    cert.write_bytes(issued.public_bytes(serialization.Encoding.PEM))
+    _write_key(key, serving_key)

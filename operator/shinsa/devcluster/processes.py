@@ -110,6 +110,19 @@ def stop_all(run_dir: Path, order: list[str], grace_s: float = 10.0) -> list[str
     return stopped
 
 
+def stop(run_dir: Path, name: str, grace_s: float = 10.0) -> bool:
+    """Stop the one recorded process `name` (an optional component), leaving the others running.
+    Returns whether it was running."""
+    found = [(pid, exe) for recorded, pid, exe in _recorded(run_dir) if recorded == name]
+    was_running = False
+    for pid, exe in found:
+        if _is_ours(pid, exe):
+            _terminate_group(pid, grace_s)
+            was_running = True
+    (run_dir / "pids" / f"{name}.pid").unlink(missing_ok=True)
+    return was_running
+
+
 def _terminate_group(pid: int, grace_s: float) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
