@@ -49,7 +49,8 @@ TEST_POOLS = [
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     local = LocalCluster(tmp_path_factory.mktemp("cluster"))
     try:
-        local.up(TEST_POOLS)
+        # The local runner's node is tainted: only pods that ask for it leave the KWOK nodes.
+        local.up(TEST_POOLS, local_runner=True)
         # The operator and kubectl-style helpers in tests read the standard variable.
         os.environ["KUBECONFIG"] = str(local.kubeconfig)
         yield local

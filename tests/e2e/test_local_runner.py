@@ -96,6 +96,10 @@ def test_a_job_runs_what_its_spec_says_with_secret_env_and_config_map_files_and_
     (pod,) = job_pods(kube, namespace, "greet")
     (changed,) = job_pods(kube, namespace, "greet-changed")
     assert pod.spec.node_name == NODE_NAME
+    node = core.read_node(NODE_NAME)
+    assert any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+    lease = client.CoordinationV1Api(kube).read_namespaced_lease(NODE_NAME, "kube-node-lease")
+    assert lease.spec.holder_identity == NODE_NAME
     assert pod.status.phase == "Succeeded" and pod.status.pod_ip == "127.0.0.1"
     done = terminated(pod)
     assert done is not None and (done.exit_code, done.reason) == (0, "Completed")
@@ -124,7 +128,9 @@ def test_a_failing_command_fails_the_pod_with_its_exit_code_and_termination_mess
         "import sys; open('/dev/termination-log', 'w').write('no such benchmark: mt-bench-xx'); sys.exit(3)"
     )
     create_job(kube, namespace, python_job("fails", exit_3))
-    from_logs = "import sys; print('loading'); print('Traceback: boom', file=sys.stderr); sys.exit(3)"
+    from_logs = (
+        "import sys; print('loading', flush=True); print('Traceback: boom', file=sys.stderr); sys.exit(3)"
+    )
     job = python_job("fails-logs", from_logs, terminationMessagePolicy="FallbackToLogsOnError")
     create_job(kube, namespace, job)
 

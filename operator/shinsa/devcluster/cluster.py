@@ -4,7 +4,8 @@ etcd, kube-apiserver, kube-controller-manager and kube-scheduler run as plain pr
 from their official Go modules (tools/build.sh); KWOK plays the kubelets of simulated GPU nodes,
 so the real scheduler places pods by `nvidia.com/gpu` and the real controllers run Deployments
 and Jobs. No container runtime is involved: pods become Running/Ready (and Job pods Succeeded)
-through KWOK's stages.
+through KWOK's stages, except on the optional `local-runner` node, whose pods really run as local
+processes (shinsa.devcluster.local_runner).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -39,6 +41,7 @@ SIMULATE_ANNOTATION = "shinsa.dev/simulate"
 # Stop dependents first: nothing should keep writing to etcd while it shuts down.
 STOP_ORDER = [
     "shinsa-operator",
+    "local-runner",
     "kueue",
     "mlflow",
     "kwok",
@@ -211,9 +214,17 @@ class LocalCluster:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def up(self, pools: list[NodePool], timeout_s: float = 180.0, *, kueue: bool = False) -> ClusterState:
+    def up(
+        self,
+        pools: list[NodePool],
+        timeout_s: float = 180.0,
+        *,
+        kueue: bool = False,
+        local_runner: bool = False,
+    ) -> ClusterState:
         """Start the control plane (kept if it runs) and the nodes; with `kueue`, the Kueue
-        controller too (optional: it adds seconds to start and webhooks to every Job and pod)."""
+        controller too (optional: it adds seconds to start and webhooks to every Job and pod); with
+        `local_runner`, the node that really runs the pods scheduled to it (`ensure_local_runner`)."""
         for pool in pools:
             if pool.gpus:
                 pool.memory_mib()  # an unknown product fails here, before anything is started
@@ -231,6 +242,8 @@ class LocalCluster:
         elif not processes.alive(self.state_dir, kueue_component.PROCESS_NAME):
             # A Kueue that stopped with the cluster left fail-closed webhooks in etcd.
             kueue_component.remove_webhooks(self.api())
+        if local_runner:
+            self.ensure_local_runner(timeout_s)
         state.pools = [asdict(p) for p in pools]
         self.state_file.write_text(json.dumps(asdict(state), indent=2))
         return state
@@ -416,3 +429,25 @@ class LocalCluster:
         raise ClusterError(
             f"nodes not Ready after {timeout_s:.0f}s; see {self.state_dir / 'logs' / 'kwok.log'}"
         )
+
+    def ensure_local_runner(self, timeout_s: float = 60.0) -> Path:
+        """Start `shinsa.devcluster.local_runner` unless it runs: the `local-runner` Node whose pods
+        run as processes here, and the ModelDeployments' stand-in endpoints. Returns its directory
+        (pods and logs under pods/, runner.json with the proxy settings its pods get)."""
+        from shinsa.devcluster import local_runner
+
+        run = self.state_dir / "local-runner"
+        if processes.alive(self.state_dir, local_runner.COMPONENT):
+            return run
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "runner.json").unlink(missing_ok=True)
+        self.progress("starting the local runner (runs the pods scheduled to node local-runner)")
+        argv = [sys.executable, "-m", "shinsa.devcluster.local_runner", f"--kubeconfig={self.kubeconfig}"]
+        proc = processes.start(local_runner.COMPONENT, [*argv, f"--dir={run}"], self.state_dir)
+        deadline = time.monotonic() + timeout_s
+        while not (run / "runner.json").exists():
+            processes.check_alive(proc)
+            if time.monotonic() > deadline:
+                raise ClusterError(f"the local runner did not start in {timeout_s:.0f}s; see {proc.log}")
+            time.sleep(0.2)
+        return run

@@ -997,8 +997,9 @@ class LocalRunner:
             worker.observe(worker.pod)
         for worker in workers:
             worker.thread.join(timeout=self.shutdown_grace_s + 10)
-        for thread in self._threads:
-            thread.join(timeout=5)
+        # The heartbeat ends at once; the watch thread may sit in a long poll and ends with the
+        # process (it is a daemon).
+        self._threads[0].join(timeout=5)
 
     def __enter__(self) -> LocalRunner:
         return self.start()

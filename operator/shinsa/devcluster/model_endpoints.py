@@ -193,8 +193,8 @@ class ModelEndpoints:
         return self
 
     def stop(self) -> None:
+        # The watch thread may sit in a long poll; it is a daemon and ends with the process.
         self._stop.set()
-        self._thread.join(timeout=40)
         self.proxy.stop()
         with self._lock:
             stand_ins, self._stand_ins = list(self._stand_ins.values()), {}
