@@ -256,3 +256,83 @@ open('/dev/termination-log', 'w').write(json.dumps({'models': models, 'answer': 
         timeout_s=15,
         what="the stand-in to stop",
     )
+
+
+def test_an_evaluation_job_runs_the_virtualenvs_shinsa_eval_run_against_a_stand_in(
+    kube: client.ApiClient, namespace: str, crds: list[str], cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """The shape of the EvalRun controller's Job: the image's `shinsa` entrypoint, the engine config
+    from a ConfigMap, results in an emptyDir, the model at its ModelDeployment's Service URL."""
+    body = {
+        "apiVersion": "shinsa.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "candidate"},
+        "spec": {
+            "model": {"uri": "hf://llm-jp/llm-jp-4-8b"},
+            "serving": {"maxModelLen": 8192},
+            "resources": {"gpu": {"product": "NVIDIA-H100-80GB-HBM3"}},
+        },
+    }
+    created = client.CustomObjectsApi(kube).create_namespaced_custom_object(
+        "shinsa.dev", "v1alpha1", namespace, "modeldeployments", body
+    )
+    endpoint = endpoint_url(ModelDeployment.from_body(created))
+    proxy = json.loads((cluster.state_dir / "local-runner" / "runner.json").read_text())["env"]["HTTP_PROXY"]
+    eventually(
+        lambda: httpx.get(f"{endpoint}/models", proxy=proxy, timeout=5).status_code == 200,
+        timeout_s=15,
+        what="the stand-in of the ModelDeployment",
+    )
+    # A dataset path inside the config file is not rewritten: it is a hostPath at the same path.
+    dataset = tmp_path / "mt-bench"
+    dataset.mkdir()
+    questions = [
+        {"question_id": f"q{i}", "category": "writing", "turns": [f"Write about {topic}.", "Shorter."]}
+        for i, topic in enumerate(["autumn", "a harbour", "a train"])
+    ]
+    (dataset / "question.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
+    manifest = {
+        "apiVersion": "shinsa.dev/v1alpha1",
+        "kind": "EvalRun",
+        "metadata": {"name": "candidate-eval"},
+        "spec": {
+            "model": {"endpoint": endpoint, "servedName": "candidate"},
+            "benchmarks": [{"name": "mt-bench", "dataset": {"uri": str(dataset)}}],
+            "judges": [{"name": "judge-a", "endpoint": endpoint, "model": "judge-a"}],
+            "repeats": 1,
+            "timeoutSeconds": 10,
+        },
+    }
+    core = client.CoreV1Api(kube)
+    config_map = {"metadata": {"name": "evalrun"}, "data": {"evalrun.yaml": json.dumps(manifest)}}
+    core.create_namespaced_config_map(namespace, config_map)
+    job = python_job(
+        "evaluate",
+        "",
+        volumes=[
+            {"name": "config", "configMap": {"name": "evalrun"}},
+            {"name": "results", "emptyDir": {}},
+            {"name": "datasets", "hostPath": {"path": str(dataset), "type": "Directory"}},
+        ],
+        mounts=[
+            {"name": "config", "mountPath": "/etc/shinsa"},
+            {"name": "results", "mountPath": "/var/run/shinsa/results"},
+            {"name": "datasets", "mountPath": str(dataset)},
+        ],
+        image="shinsa-operator:0.1.0",
+        command=["shinsa"],
+        args=["eval", "run", "--config", "/etc/shinsa/evalrun.yaml", "--output", "/var/run/shinsa/results"],
+    )
+    create_job(kube, namespace, job)
+
+    assert job_condition(kube, namespace, "evaluate", timeout_s=120) == "Complete"
+    (pod,) = job_pods(kube, namespace, "evaluate")
+    done = terminated(pod)
+    assert done is not None and done.exit_code == 0
+    pod_dir = (
+        cluster.state_dir / "local-runner" / "pods" / f"{namespace}_{pod.metadata.name}_{pod.metadata.uid}"
+    )
+    scores = json.loads((pod_dir / "volumes" / "results" / "scores.json").read_text())
+    assert "mt-bench" in json.dumps(scores)
+    # Not a terminal: the engine logs JSON lines, one of them its summary.
+    assert '"summary"' in (pod_dir / "main" / "0.log").read_text()
