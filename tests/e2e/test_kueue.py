@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 
-from shinsa.devcluster.kueue import RunningKueue
+from shinsa.devcluster.kueue import MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS, RunningKueue
 from tests.support.kueue import (
     GPU,
     cluster_queue,
@@ -150,3 +150,31 @@ def test_a_gpu_job_over_quota_waits_suspended_until_the_first_releases_its_gpu(
     )
     [pod] = core.list_namespaced_pod(namespace, label_selector="job-name=second").items
     assert core.read_node(pod.spec.node_name).metadata.labels["nvidia.com/gpu.product"] == GPU_PRODUCT
+
+
+def test_kueue_webhooks_cover_its_kinds_and_the_enabled_integrations_only(
+    kube: client.ApiClient, kueue: RunningKueue
+) -> None:
+    admission = client.AdmissionregistrationV1Api(kube)
+    mutating = admission.read_mutating_webhook_configuration(MUTATING_WEBHOOKS).webhooks
+    validating = admission.read_validating_webhook_configuration(VALIDATING_WEBHOOKS).webhooks
+    intercepted = {
+        (group, resource)
+        for webhook in [*mutating, *validating]
+        for rule in webhook.rules
+        for group in rule.api_groups
+        for resource in rule.resources
+    }
+    assert {group for group, _ in intercepted} == {"kueue.x-k8s.io", "batch", ""}
+    assert {("batch", "jobs"), ("", "pods")} <= intercepted
+    for webhook in [*mutating, *validating]:
+        assert webhook.client_config.url.startswith(f"{kueue.webhook_url}/")
+        assert webhook.failure_policy == "Fail"
+    # As Kueue's kustomization patches them: pods of the system namespaces are never intercepted.
+    for webhook in (w for w in [*mutating, *validating] if w.name in ("mpod.kb.io", "vpod.kb.io")):
+        [expression] = webhook.namespace_selector.match_expressions
+        assert expression.operator == "NotIn" and set(expression.values) == {"kube-system", "kueue-system"}
+    # Kueue's kinds are served in v1beta1 too, converted by Kueue on the same server.
+    crd = client.ApiextensionsV1Api(kube).read_custom_resource_definition("workloads.kueue.x-k8s.io")
+    assert crd.spec.conversion.strategy == "Webhook"
+    assert crd.spec.conversion.webhook.client_config.url == f"{kueue.webhook_url}/convert"
