@@ -46,7 +46,7 @@ def test_every_variable_is_read_into_its_field() -> None:
     assert (settings.registry_resync_s, settings.evalrun_resync_s) == (15, 5.5)
     assert settings.mlflow_client_environment() == {
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30.0",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
     }
 
 
@@ -56,6 +56,7 @@ def test_every_variable_is_read_into_its_field() -> None:
         ("SHINSA_REGISTRY_RESYNC_SECONDS", "soon"),
         ("SHINSA_REGISTRY_RESYNC_SECONDS", "0"),
         ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "-1"),
+        ("MLFLOW_HTTP_REQUEST_TIMEOUT", "2.5"),
         ("MLFLOW_TRACKING_URI", "mlflow.mlops:5000"),
         ("AWS_ENDPOINT_URL", "s3.internal"),
         ("SHINSA_RESULTS_BUCKET", "Eval_Results"),

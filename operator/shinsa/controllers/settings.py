@@ -71,8 +71,8 @@ class OperatorSettings(BaseModel):
     mlflow_http_request_max_retries: int = Field(default=1, ge=0, alias="MLFLOW_HTTP_REQUEST_MAX_RETRIES")
     """MLflow's client retries an unreachable server for minutes by default, holding a worker
     thread; one retry makes an outage a retried condition instead."""
-    mlflow_http_request_timeout_s: float = Field(default=10.0, gt=0, alias="MLFLOW_HTTP_REQUEST_TIMEOUT")
-    """Seconds before an MLflow request is given up."""
+    mlflow_http_request_timeout_s: int = Field(default=10, gt=0, alias="MLFLOW_HTTP_REQUEST_TIMEOUT")
+    """Whole seconds before an MLflow request is given up (MLflow parses the variable as an int)."""
 
     @field_validator("mlflow_tracking_uri")
     @classmethod
