@@ -56,7 +56,7 @@ def test_results_are_logged_to_mlflow_without_secrets(
     assert parent.data.metrics["mt-bench/mean"] == pytest.approx(mt.mean)
     assert parent.data.metrics["mt-bench/score"] == pytest.approx(mt.mean)
     for key in ("std", "ci_low", "ci_high", "error_rate"):
-        assert parent.data.metrics[f"mt-bench/{key}"] == pytest.approx(mt[key])
+        assert parent.data.metrics[f"mt-bench/{key}"] == pytest.approx(getattr(mt, key))
     assert "mt-bench/category/math/mean" in parent.data.metrics
     assert "answer-carefully/violation_rate" in parent.data.metrics
     assert parent.data.params["model"] == openai_double.model

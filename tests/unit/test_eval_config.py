@@ -15,6 +15,7 @@ from shinsa.evaluation.config import (
     ConfigError,
     EvalConfig,
     Sampling,
+    judge_sampling,
     load_config,
     parse_config,
     redact_userinfo,
@@ -44,11 +45,12 @@ def checked(data: Any) -> EvalConfig:
 
 def test_defaults_follow_the_evalrun_contract() -> None:
     config = parse_config(spec())
-    assert (config.repeats, config.concurrency, config.max_error_rate) == (3, 16, 0.05)
-    assert (config.timeout_seconds, config.retries, config.backoff_seconds) == (600.0, 4, 1.0)
-    assert config.benchmarks[0].dataset.question_file == "question.jsonl"
-    assert config.judges[0].temperature == 0.0
-    assert (config.output.dir, config.checkpoint.uri, config.mlflow.run_name) == ("eval-results", None, None)
+    assert (config.spec.repeats, config.spec.concurrency, config.spec.max_error_rate) == (3, 16, 0.05)
+    assert (config.spec.timeout_seconds, config.spec.retries, config.spec.backoff_seconds) == (600.0, 4, 1.0)
+    assert config.spec.benchmarks[0].dataset.question_file == "question.jsonl"
+    assert config.spec.judges[0].temperature == 0.0
+    engine = config.engine
+    assert (engine.output_dir, engine.checkpoint_uri, engine.mlflow_run_name) == ("eval-results", None, None)
 
 
 def test_the_spec_is_the_evalrun_spec() -> None:
@@ -67,7 +69,7 @@ def test_a_whole_manifest_or_just_its_spec() -> None:
         "engine": {"outputDir": "/tmp/out"},
     }
     assert parse_config(manifest) == parse_config({**spec(), "engine": {"outputDir": "/tmp/out"}})
-    assert parse_config(manifest).output.dir == "/tmp/out"
+    assert parse_config(manifest).engine.output_dir == "/tmp/out"
     with pytest.raises(ConfigError, match="kind: expected EvalRun"):
         parse_config({**manifest, "kind": "ModelDeployment"})
 
@@ -107,20 +109,20 @@ def test_camel_case_fields_and_sampling_layers() -> None:
         temperature=0.0, top_p=0.9, max_tokens=1024, reasoning_effort="medium"
     )
     assert sampling("writing").temperature == 0.7
-    assert config.rate_limit is not None and config.rate_limit.tokens_per_minute == 100000
+    assert config.spec.rate_limit is not None and config.spec.rate_limit.tokens_per_minute == 100000
 
 
 def known_benchmark(config: EvalConfig) -> Benchmark:
     from shinsa.evaluation.benchmarks import known_benchmarks
 
-    return known_benchmarks()[config.benchmarks[0].name](config.benchmarks[0], config.sampling)
+    return known_benchmarks()[config.spec.benchmarks[0].name](config.spec.benchmarks[0], config.spec.sampling)
 
 
 def test_operator_only_fields_are_noted() -> None:
     gates = {"rules": [{"type": "maxErrorRate", "limit": 0.1}]}
     config = parse_config(spec(gates=gates, promote={"registeredModel": "m", "alias": "production"}))
-    assert config.unknown_keys() == ["gates", "promote"]
-    assert parse_config(spec()).unknown_keys() == []
+    assert config.operator_only_fields() == ["gates", "promote"]
+    assert parse_config(spec()).operator_only_fields() == []
 
 
 def test_a_deployment_ref_needs_an_endpoint_to_run_locally() -> None:
@@ -142,8 +144,8 @@ def test_engine_options_name_the_key_variables(monkeypatch: pytest.MonkeyPatch) 
     config = parse_config(
         spec(engine={"judgeApiKeyEnv": {"gpt": "OPENAI_API_KEY"}, "modelApiKeyEnv": "MODEL_KEY"})
     )
-    assert config.judges[0].key_env == "OPENAI_API_KEY"
-    assert config.model.api_key_env == "MODEL_KEY"
+    assert config.judge_key_env(config.spec.judges[0]) == "OPENAI_API_KEY"
+    assert config.model_key_env == "MODEL_KEY"
     with pytest.raises(ConfigError, match=r"engine.judgeApiKeyEnv.nope: no judge of that name"):
         parse_config(spec(engine={"judgeApiKeyEnv": {"nope": "OPENAI_API_KEY"}}))
     with pytest.raises(ConfigError, match=r"engine.judgeApiKeyEnv.gpt: environment variable UNSET_KEY"):
@@ -217,23 +219,23 @@ def test_credentials_in_urls_are_rejected_without_echoing_them(change: dict[str,
 
 def test_ordinary_urls_and_tracking_uris_pass() -> None:
     config = parse_config(spec(mlflow={"trackingUri": "http://mlflow.mlops.svc:5000"}))
-    assert config.mlflow.tracking_uri == "http://mlflow.mlops.svc:5000"
-    assert parse_config(spec(mlflow={"trackingUri": "file:///tmp/a@b/mlruns"})).mlflow.tracking_uri
+    assert config.spec.mlflow.tracking_uri == "http://mlflow.mlops.svc:5000"
+    assert parse_config(spec(mlflow={"trackingUri": "file:///tmp/a@b/mlruns"})).spec.mlflow.tracking_uri
     assert redact_userinfo("https://bob:hunter2@host/v1") == "https://***@host/v1"
     assert redact_userinfo("http://host/v1/@x") == "http://host/v1/@x"
 
 
 def test_rule_scored_benchmarks_need_no_judge() -> None:
     config = checked(spec(judges=[], benchmarks=[{"name": "long-context", "dataset": {"uri": "/c"}}]))
-    assert config.judges == []
+    assert config.spec.judges == []
 
 
 def test_the_documented_example_evalrun_is_a_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHINSA_JUDGE_API_KEY_GPT", "sk-test")
     example = {**EVAL, "spec": {**EVAL["spec"], "model": {"endpoint": "http://m/v1", "servedName": "m"}}}
     config = checked(example)
-    assert config.judges[0].key_env == "SHINSA_JUDGE_API_KEY_GPT"
-    assert config.judges[0].sampling().temperature is None
+    assert config.judge_key_env(config.spec.judges[0]) == "SHINSA_JUDGE_API_KEY_GPT"
+    assert judge_sampling(config.spec.judges[0]).temperature is None
 
 
 def test_secret_refs_map_to_a_predictable_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -247,7 +249,8 @@ def test_secret_refs_map_to_a_predictable_env_var(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(ConfigError, match=r"judges\[0\].apiKeySecretRef: .*SHINSA_JUDGE_API_KEY_GPT_5"):
         parse_config(spec(judges=[judge]))
     monkeypatch.setenv("SHINSA_JUDGE_API_KEY_GPT_5", "sk-test")
-    assert parse_config(spec(judges=[judge])).judges[0].key_env == "SHINSA_JUDGE_API_KEY_GPT_5"
+    config = parse_config(spec(judges=[judge]))
+    assert config.judge_key_env(config.spec.judges[0]) == "SHINSA_JUDGE_API_KEY_GPT_5"
 
 
 def test_duplicate_judges_are_rejected() -> None:

@@ -187,23 +187,23 @@ def test_an_endpoint_target_keeps_its_key_ref_and_name() -> None:
     run = full_run(spec)
     config = engine_config(run, "https://api.example/v1", SETTINGS)
     assert config.spec.model.api_key_secret_ref == run.spec.model.api_key_secret_ref
-    assert config.model.served_name == "gpt-4o"
+    assert config.served_name == "gpt-4o"
     assert config.model_key_env in secret_env(run)
 
 
 def test_what_the_operator_fills_in() -> None:
     config = engine_config(full_run(with_value(FULL_SPEC, "model.servedName", ...)), ENDPOINT, SETTINGS,
                            served_name="llm-jp-4-8b-thinking")  # fmt: skip
-    assert config.model.endpoint == ENDPOINT
-    assert config.model.served_name == "llm-jp-4-8b-thinking"
-    assert config.mlflow.tracking_uri == "http://mlflow.mlops:5000"  # the spec's own wins
+    assert config.endpoint == ENDPOINT
+    assert config.served_name == "llm-jp-4-8b-thinking"
+    assert config.spec.mlflow.tracking_uri == "http://mlflow.mlops:5000"  # the spec's own wins
     assert config.engine.output_dir == "/var/run/shinsa/results"
     assert config.engine.checkpoint_uri == "s3://runs/eval/models/candidate/5c8a"
     assert config.engine.mlflow_run_name == "candidate"
 
     defaulted = engine_config(full_run(with_value(FULL_SPEC, "mlflow", {})), ENDPOINT, EvalSettings(
         tracking_uri="http://mlflow.shinsa:5000"))  # fmt: skip
-    assert defaulted.mlflow.tracking_uri == "http://mlflow.shinsa:5000"
+    assert defaulted.spec.mlflow.tracking_uri == "http://mlflow.shinsa:5000"
     assert defaulted.engine.checkpoint_uri is None  # under the output directory
 
 
@@ -217,8 +217,8 @@ def test_judge_keys_come_from_the_variables_the_job_sets() -> None:
     config = engine_config(run, ENDPOINT, SETTINGS)
     env = secret_env(run)
     assert env == {"SHINSA_JUDGE_API_KEY_GPT": run.spec.judges[0].api_key_secret_ref}
-    assert config.judges[0].key_env in env
-    assert config.model.api_key_env is None
+    assert config.judge_key_env(config.spec.judges[0]) in env
+    assert config.model_key_env is None
 
 
 def test_the_job_reads_back_the_config_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -226,4 +226,4 @@ def test_the_job_reads_back_the_config_it_is_given(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("SHINSA_JUDGE_API_KEY_GPT", "sk-test")
     config = engine_config(full_run(), ENDPOINT, SETTINGS)
     assert parse_config(config.model_dump(mode="json", by_alias=True, exclude_none=True)) == config
-    assert config.unknown_keys() == []
+    assert config.operator_only_fields() == []

@@ -145,4 +145,4 @@ def test_resolved_config_keeps_key_names_and_hides_extra_body_values(monkeypatch
     assert data["model"]["extraBody"] == {"chat_template_kwargs": "<not logged>"}
     assert data["judges"][0]["extraBody"] == {"api_key": "<not logged>"}
     # The client still sends the real values.
-    assert config.judges[0].extra_body == {"api_key": "sk-other-secret"}
+    assert config.spec.judges[0].extra_body == {"api_key": "sk-other-secret"}

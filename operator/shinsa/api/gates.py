@@ -17,7 +17,9 @@ from shinsa.api.base import CelRule, K8sModel
 _OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 # `name@alias` of an MLflow registered model; MLflow allows most characters in names but not `@`.
 MLFLOW_MODEL_ALIAS_PATTERN = r"^[^@\s/][^@]*@[A-Za-z][A-Za-z0-9_-]*$"
-METRIC_PATTERN = r"^[A-Za-z0-9_.:/-]+$"
+# Category names come from the user's dataset (often Japanese, sometimes with spaces), so a metric
+# name is any text without leading or trailing space.
+METRIC_PATTERN = r"^\S(.*\S)?$"
 # CEL cost estimates treat a string without maxLength as megabytes long.
 _SHORT: dict[str, JsonValue] = {"maxLength": 64}
 
@@ -76,28 +78,31 @@ class GateRule(K8sModel):
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
-            rule="self.type != 'minimum' || has(self.threshold)",
-            message="spec.gates.rules[].threshold is required for a minimum rule",
-            holds=lambda m: m.type is not GateRuleType.MINIMUM or m.threshold is not None,
+            rule="(self.type == 'minimum') == has(self.threshold)",
+            message="spec.gates.rules[].threshold is required for a minimum rule and applies to no other",
+            holds=lambda m: (m.type is GateRuleType.MINIMUM) == (m.threshold is not None),
             field_path=".threshold",
-            reason="FieldValueRequired",
+            reason="FieldValueInvalid",
         ),
         CelRule(
-            rule="self.type != 'nonInferiority' || has(self.margin)",
-            message="spec.gates.rules[].margin is required for a nonInferiority rule",
-            holds=lambda m: m.type is not GateRuleType.NON_INFERIORITY or m.margin is not None,
+            rule="(self.type == 'nonInferiority') == has(self.margin)",
+            message="spec.gates.rules[].margin is required for a nonInferiority rule and applies to no other",
+            holds=lambda m: (m.type is GateRuleType.NON_INFERIORITY) == (m.margin is not None),
             field_path=".margin",
-            reason="FieldValueRequired",
+            reason="FieldValueInvalid",
         ),
         CelRule(
-            rule="!(self.type == 'maxErrorRate' || self.type == 'maxViolationRate') || has(self.limit)",
-            message="spec.gates.rules[].limit is required for maxErrorRate and maxViolationRate rules",
+            rule="(self.type == 'maxErrorRate' || self.type == 'maxViolationRate') == has(self.limit)",
+            message=(
+                "spec.gates.rules[].limit is required for maxErrorRate and maxViolationRate rules "
+                "and applies to no other"
+            ),
             holds=lambda m: (
-                m.type not in (GateRuleType.MAX_ERROR_RATE, GateRuleType.MAX_VIOLATION_RATE)
-                or m.limit is not None
+                (m.type in (GateRuleType.MAX_ERROR_RATE, GateRuleType.MAX_VIOLATION_RATE))
+                == (m.limit is not None)
             ),
             field_path=".limit",
-            reason="FieldValueRequired",
+            reason="FieldValueInvalid",
         ),
         CelRule(
             rule="self.type == 'maxErrorRate' || has(self.benchmark)",

@@ -128,7 +128,7 @@ def _run(reporter: Reporter, config_path: Path, output: Path | None, resume: boo
 
     from shinsa.evaluation.runner import run_evaluation
 
-    for key in config.unknown_keys():
+    for key in config.operator_only_fields():
         reporter.event("spec field not used by the evaluation engine", level="warning", field=f"spec.{key}")
     try:
         result = asyncio.run(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ import yaml
 from pydantic import (
     ConfigDict,
     Field,
-    PrivateAttr,
     SerializerFunctionWrapHandler,
     ValidationError,
     model_serializer,
@@ -33,10 +31,7 @@ from shinsa.api.eval_run import (
     BenchmarkSpec,
     DatasetSource,
     EvalRunSpec,
-    EvalTarget,
     Judge,
-    MLflowSpec,
-    RateLimit,
     Sampling,
     redact_userinfo,
 )
@@ -87,57 +82,11 @@ class EngineOptions(K8sModel):
         return self
 
 
-# -- views for readers of the engine's earlier, flat schema -------------------------------------------
-# The runner, outputs and MLflow logging read `config.model.api_key_env`, `config.judges[i].key_env`,
-# `config.output.dir`, ...: these views add the engine options to the spec objects they read.
-
-
-class ModelConfig(EvalTarget):
-    """The spec's model with the variable its API key is read from; an `EvalConfig` has both the
-    endpoint and the served name."""
-
-    endpoint: str
-    served_name: str
-    _api_key_env: str | None = PrivateAttr(default=None)
-
-    @property
-    def api_key_env(self) -> str | None:
-        return self._api_key_env
-
-
-class JudgeConfig(Judge):
-    """A judge of the spec with the variable its API key is read from."""
-
-    _key_env: str | None = PrivateAttr(default=None)
-
-    @property
-    def key_env(self) -> str | None:
-        return self._key_env
-
-    def sampling(self) -> Sampling:
-        return Sampling(
-            temperature=self.temperature, max_tokens=self.max_tokens, reasoning_effort=self.reasoning_effort
-        )
-
-
-class MlflowConfig(MLflowSpec):
-    """The spec's MLflow settings with the run name."""
-
-    _run_name: str | None = PrivateAttr(default=None)
-
-    @property
-    def run_name(self) -> str | None:
-        return self._run_name
-
-
-@dataclass(frozen=True)
-class CheckpointConfig:
-    uri: str | None
-
-
-@dataclass(frozen=True)
-class OutputConfig:
-    dir: str
+def judge_sampling(judge: Judge) -> Sampling:
+    """The sampling settings sent with every request to a judge."""
+    return Sampling(
+        temperature=judge.temperature, max_tokens=judge.max_tokens, reasoning_effort=judge.reasoning_effort
+    )
 
 
 class EvalConfig(K8sModel):
@@ -207,74 +156,17 @@ class EvalConfig(K8sModel):
                 out.append(path)
         return out
 
-    # -- the flat attributes the runner, outputs and MLflow logging read -----------------------------
-
-    unknown_keys = operator_only_fields
+    @property
+    def endpoint(self) -> str:
+        """The model's base URL; a runnable config has one."""
+        assert self.spec.model.endpoint is not None  # _runnable
+        return self.spec.model.endpoint
 
     @property
-    def model(self) -> ModelConfig:
-        view = ModelConfig.model_construct(**dict(self.spec.model))
-        view._api_key_env = self.model_key_env
-        return view
-
-    @property
-    def judges(self) -> list[JudgeConfig]:
-        views = []
-        for judge in self.spec.judges:
-            view = JudgeConfig.model_construct(**dict(judge))
-            view._key_env = self.judge_key_env(judge)
-            views.append(view)
-        return views
-
-    @property
-    def mlflow(self) -> MlflowConfig:
-        view = MlflowConfig.model_construct(**dict(self.spec.mlflow))
-        view._run_name = self.engine.mlflow_run_name
-        return view
-
-    @property
-    def checkpoint(self) -> CheckpointConfig:
-        return CheckpointConfig(self.engine.checkpoint_uri)
-
-    @property
-    def output(self) -> OutputConfig:
-        return OutputConfig(self.engine.output_dir)
-
-    @property
-    def benchmarks(self) -> list[BenchmarkSpec]:
-        return self.spec.benchmarks
-
-    @property
-    def sampling(self) -> Sampling:
-        return self.spec.sampling
-
-    @property
-    def repeats(self) -> int:
-        return self.spec.repeats
-
-    @property
-    def concurrency(self) -> int:
-        return self.spec.concurrency
-
-    @property
-    def rate_limit(self) -> RateLimit | None:
-        return self.spec.rate_limit
-
-    @property
-    def timeout_seconds(self) -> float:
-        return self.spec.timeout_seconds
-
-    @property
-    def retries(self) -> int:
-        return self.spec.retries
-
-    @property
-    def backoff_seconds(self) -> float:
-        return self.spec.backoff_seconds
-
-    @property
-    def max_error_rate(self) -> float:
-        return self.spec.max_error_rate
+    def served_name(self) -> str:
+        """The model name requested; required with an endpoint (a CEL rule of the spec)."""
+        assert self.spec.model.served_name is not None
+        return self.spec.model.served_name
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:
@@ -370,19 +262,15 @@ __all__ = [
     "MODEL_KEY_ENV",
     "OPERATOR_ONLY",
     "BenchmarkSpec",
-    "CheckpointConfig",
     "ConfigError",
     "DatasetSource",
     "EngineOptions",
     "EvalConfig",
     "EvalRunSpec",
-    "JudgeConfig",
-    "MlflowConfig",
-    "ModelConfig",
-    "OutputConfig",
     "Sampling",
     "field_path",
     "judge_key_env",
+    "judge_sampling",
     "load_config",
     "parse_config",
     "redact_userinfo",

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shinsa.api.eval_run import Judge
 from shinsa.evaluation import outputs
-from shinsa.evaluation.config import EvalConfig, JudgeConfig
+from shinsa.evaluation.config import EvalConfig
 from shinsa.evaluation.records import Item
 from shinsa.evaluation.results import RunResults, exit_code_of
 
@@ -40,7 +41,7 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def judge_params(judge: JudgeConfig) -> dict[str, Any]:
+def judge_params(judge: Judge) -> dict[str, Any]:
     """`judge/<name>/<setting>` for the settings that shape a judge's ratings. Not the key's variable
     name nor `extraBody`, which is free-form and may carry credentials."""
     settings = {
@@ -61,26 +62,25 @@ def judge_params(judge: JudgeConfig) -> dict[str, Any]:
 
 def run_params(config: EvalConfig, benchmarks: Sequence[Benchmark]) -> dict[str, str]:
     params: dict[str, Any] = {
-        "model": config.model.served_name,
-        "model.revision": config.model.revision or "",
-        "model.endpoint": config.model.endpoint or "",
-        "repeats": config.repeats,
-        "concurrency": config.concurrency,
-        "max_error_rate": config.max_error_rate,
-        "sampling": json.dumps(config.sampling.model_dump(exclude_none=True), sort_keys=True),
-        "judges": ",".join(f"{j.name}={j.model}@{j.endpoint}" for j in config.judges),
-        "primary_judge": config.judges[0].name if config.judges else "",
+        "model": config.served_name,
+        "model.revision": config.spec.model.revision or "",
+        "model.endpoint": config.endpoint or "",
+        "repeats": config.spec.repeats,
+        "concurrency": config.spec.concurrency,
+        "max_error_rate": config.spec.max_error_rate,
+        "sampling": json.dumps(config.spec.sampling.model_dump(exclude_none=True), sort_keys=True),
+        "judges": ",".join(f"{j.name}={j.model}@{j.endpoint}" for j in config.spec.judges),
+        "primary_judge": config.spec.judges[0].name if config.spec.judges else "",
     }
-    for judge in config.judges:
+    for judge in config.spec.judges:
         params.update(judge_params(judge))
     for benchmark in benchmarks:
         prefix = benchmark.name
         params[f"{prefix}.dataset.uri"] = benchmark.config.dataset.uri
         params[f"{prefix}.dataset.digest"] = benchmark.dataset.digest if benchmark.dataset else ""
         params[f"{prefix}.questions"] = len(benchmark.questions)
-        params[f"{prefix}.sampling"] = json.dumps(
-            config.sampling.merged(benchmark.config.sampling).model_dump(exclude_none=True), sort_keys=True
-        )
+        sampling = config.spec.sampling.merged(benchmark.config.sampling)
+        params[f"{prefix}.sampling"] = json.dumps(sampling.model_dump(exclude_none=True), sort_keys=True)
         if benchmark.config.category_sampling:
             params[f"{prefix}.category_sampling"] = json.dumps(
                 {k: v.model_dump(exclude_none=True) for k, v in benchmark.config.category_sampling.items()},
@@ -174,15 +174,15 @@ def _log(
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(config.mlflow.experiment)
-    run_name = config.mlflow.run_name or f"{config.model.served_name}-eval"
+    mlflow.set_experiment(config.spec.mlflow.experiment)
+    run_name = config.engine.mlflow_run_name or f"{config.served_name}-eval"
     with mlflow.start_run(run_name=run_name) as parent:
         mlflow.set_tags(
             {
                 "shinsa.kind": "evaluation",
                 "shinsa.status": results.status.value,
                 "shinsa.exit_code": str(int(exit_code_of(results.status))),
-                "shinsa.model": config.model.served_name,
+                "shinsa.model": config.served_name,
             }
         )
         mlflow.log_params(run_params(config, benchmarks))
@@ -195,7 +195,7 @@ def _log(
         if (out / outputs.PLOTS).is_dir():
             mlflow.log_artifacts(str(out / outputs.PLOTS), artifact_path=outputs.PLOTS)
 
-        for repeat in range(config.repeats):
+        for repeat in range(config.spec.repeats):
             with mlflow.start_run(run_name=f"{run_name}-repeat-{repeat}", nested=True):
                 mlflow.log_param("repeat", repeat)
                 repeat_metrics: dict[str, float] = {}

@@ -17,11 +17,12 @@ from urllib.parse import urlparse
 
 import httpx
 
+from shinsa.api.eval_run import Judge
 from shinsa.evaluation.benchmarks import Benchmark, check_config, known_benchmarks
 from shinsa.evaluation.benchmarks.base import JudgmentParser, Messages
 from shinsa.evaluation.checkpoint import Checkpoint
 from shinsa.evaluation.client import ChatClient, EndpointUnreachable, RequestFailed
-from shinsa.evaluation.config import ConfigError, EvalConfig, JudgeConfig, Sampling
+from shinsa.evaluation.config import ConfigError, EvalConfig, Sampling, judge_sampling
 from shinsa.evaluation.datasets import Question
 from shinsa.evaluation.outputs import write_outputs
 from shinsa.evaluation.progress import JsonLinesReporter, Reporter
@@ -82,7 +83,7 @@ class Engine:
         self,
         config: EvalConfig,
         model: ChatClient,
-        judges: dict[str, tuple[JudgeConfig, ChatClient]],
+        judges: dict[str, tuple[Judge, ChatClient]],
         checkpoint: Checkpoint,
         generation_fps: dict[str, str],
         judge_fps: dict[tuple[str, str], str],
@@ -214,7 +215,7 @@ class Engine:
         attempts = judge_config.parse_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                result = await client.chat(messages, judge_config.sampling(), item_key=key)
+                result = await client.chat(messages, judge_sampling(judge_config), item_key=key)
             except RequestFailed as exc:
                 raise StepFailed(str(exc)) from None
             try:
@@ -254,25 +255,25 @@ def _record_key(
 
 def _make_clients(
     config: EvalConfig, transport: httpx.AsyncBaseTransport | None
-) -> tuple[ChatClient, dict[str, tuple[JudgeConfig, ChatClient]]]:
+) -> tuple[ChatClient, dict[str, tuple[Judge, ChatClient]]]:
     def limiter(rate: Any) -> RateLimiter | None:
         return RateLimiter(rate.requests_per_second, rate.tokens_per_minute) if rate else None
 
     common = {
-        "concurrency": config.concurrency,
-        "timeout_s": config.timeout_seconds,
-        "retries": config.retries,
-        "backoff_s": config.backoff_seconds,
+        "concurrency": config.spec.concurrency,
+        "timeout_s": config.spec.timeout_seconds,
+        "retries": config.spec.retries,
+        "backoff_s": config.spec.backoff_seconds,
         "transport": transport,
     }
-    assert config.model.endpoint is not None  # parse_config guarantees it
+    assert config.endpoint is not None  # parse_config guarantees it
     model = ChatClient(
-        config.model.endpoint,
-        config.model.served_name,
-        api_key=_api_key(config.model.api_key_env),
-        rate_limiter=limiter(config.rate_limit),
-        max_tokens_param=config.model.max_tokens_param,
-        extra_body=config.model.extra_body,
+        config.endpoint,
+        config.served_name,
+        api_key=_api_key(config.model_key_env),
+        rate_limiter=limiter(config.spec.rate_limit),
+        max_tokens_param=config.spec.model.max_tokens_param,
+        extra_body=config.spec.model.extra_body,
         **common,  # type: ignore[arg-type]
     )
     judges = {
@@ -281,14 +282,14 @@ def _make_clients(
             ChatClient(
                 j.endpoint,
                 j.model,
-                api_key=_api_key(j.key_env),
-                rate_limiter=limiter(j.rate_limit or config.rate_limit),
+                api_key=_api_key(config.judge_key_env(j)),
+                rate_limiter=limiter(j.rate_limit or config.spec.rate_limit),
                 max_tokens_param=j.max_tokens_param,
                 extra_body=j.extra_body,
                 **common,  # type: ignore[arg-type]
             ),
         )
-        for j in config.judges
+        for j in config.spec.judges
     }
     return model, judges
 
@@ -312,7 +313,7 @@ async def _check_tracking_server(tracking_uri: str | None) -> None:
 
 
 async def _preflight(
-    config: EvalConfig, model: ChatClient, judges: dict[str, tuple[JudgeConfig, ChatClient]]
+    config: EvalConfig, model: ChatClient, judges: dict[str, tuple[Judge, ChatClient]]
 ) -> None:
     """Fail before any evaluation request when an endpoint or the MLflow tracking server is down, or
     an endpoint does not serve the model."""
@@ -320,7 +321,7 @@ async def _preflight(
     targets += [(f"judges[{i}].model", client) for i, (_, client) in enumerate(judges.values())]
     answers, _ = await asyncio.gather(
         asyncio.gather(*(client.list_models() for _, client in targets)),
-        _check_tracking_server(config.mlflow.tracking_uri),
+        _check_tracking_server(config.spec.mlflow.tracking_uri),
     )
     for (field_name, client), served in zip(targets, answers, strict=True):
         if served is not None and served and client.model not in served:
@@ -370,7 +371,7 @@ def _token_totals(generations: Sequence[dict[str, Any]], judgments: Sequence[dic
 def build_benchmarks(config: EvalConfig) -> list[Benchmark]:
     check_config(config)
     registry = known_benchmarks()
-    return [registry[b.name](b, config.sampling) for b in config.benchmarks]
+    return [registry[b.name](b, config.spec.sampling) for b in config.spec.benchmarks]
 
 
 async def run_evaluation(
@@ -388,7 +389,7 @@ async def run_evaluation(
     """
     reporter = reporter or JsonLinesReporter()
     started = time.monotonic()
-    out = Path(output_dir or config.output.dir)
+    out = Path(output_dir or config.engine.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     benchmarks = build_benchmarks(config)
@@ -407,16 +408,16 @@ async def run_evaluation(
     checkpoint: Checkpoint | None = None
     try:
         await _preflight(config, model, judges)
-        checkpoint = Checkpoint.open(config.checkpoint.uri or str(out / "checkpoint"), resume=resume)
+        checkpoint = Checkpoint.open(config.engine.checkpoint_uri or str(out / "checkpoint"), resume=resume)
         if len(checkpoint):
             reporter.event("checkpoint loaded", records=len(checkpoint), torn_lines=checkpoint.skipped_lines)
         if checkpoint.is_remote:
             flusher = asyncio.create_task(_flush_periodically(checkpoint))
 
         model_settings = {
-            "model": config.model.served_name,
-            "revision": config.model.revision,
-            "extra_body": config.model.extra_body,
+            "model": config.served_name,
+            "revision": config.spec.model.revision,
+            "extra_body": config.spec.model.extra_body,
         }
         generation_fps = {
             b.name: fingerprint({**model_settings, **b.generation_settings()}) for b in benchmarks
@@ -426,27 +427,27 @@ async def run_evaluation(
                 {
                     "generation": generation_fps[b.name],
                     "judge": j.model,
-                    "sampling": j.sampling().model_dump(),
+                    "sampling": judge_sampling(j).model_dump(),
                     "extra_body": j.extra_body,
                     **b.judge_settings(),
                 }
             )
             for b in benchmarks
-            for j in config.judges
+            for j in config.spec.judges
         }
         engine = Engine(config, model, judges, checkpoint, generation_fps, judge_fps)
 
         all_items: list[Item] = []
         bench_scores: dict[str, BenchmarkResult] = {}
-        primary = config.judges[0] if config.judges else None
+        primary = config.spec.judges[0] if config.spec.judges else None
         for benchmark in benchmarks:
-            items, wall = await _run_benchmark(benchmark, engine, config.repeats, reporter)
+            items, wall = await _run_benchmark(benchmark, engine, config.spec.repeats, reporter)
             all_items.extend(items)
             summary = score_benchmark(
                 benchmark,
                 items,
                 engine.judges,
-                config.repeats,
+                config.spec.repeats,
                 judge_model=primary.model if primary else None,
                 judge_prompts_digest=fingerprint(benchmark.judge_settings()),
                 wall_time_s=wall,
@@ -476,7 +477,7 @@ async def run_evaluation(
 
     errors = sum(i.error is not None for i in all_items)
     error_rate = errors / len(all_items) if all_items else 0.0
-    incomplete = error_rate > config.max_error_rate
+    incomplete = error_rate > config.spec.max_error_rate
     requests = {
         "model": model.stats.requests,
         **{f"judge/{n}": c.stats.requests for n, (_, c) in judges.items()},
@@ -484,16 +485,16 @@ async def run_evaluation(
     results = RunResults(
         status=RunStatus.INCOMPLETE if incomplete else RunStatus.SUCCEEDED,
         model=ModelInfo(
-            served_name=config.model.served_name,
-            endpoint=config.model.endpoint,
-            revision=config.model.revision,
+            served_name=config.served_name,
+            endpoint=config.endpoint,
+            revision=config.spec.model.revision,
         ),
-        judges=[JudgeInfo(name=j.name, model=j.model, endpoint=j.endpoint) for j in config.judges],
-        repeats=config.repeats,
+        judges=[JudgeInfo(name=j.name, model=j.model, endpoint=j.endpoint) for j in config.spec.judges],
+        repeats=config.spec.repeats,
         items=len(all_items),
         errors=errors,
         error_rate=error_rate,
-        max_error_rate=config.max_error_rate,
+        max_error_rate=config.spec.max_error_rate,
         reused_from_checkpoint=engine.reused,
         requests=requests,
         tokens=_token_totals(engine.generations, engine.judgments),
@@ -501,7 +502,7 @@ async def run_evaluation(
         benchmarks=bench_scores,
     )
     results = write_outputs(out, results, all_items, engine.generations, engine.judgments, config, reporter)
-    tracking_uri = config.mlflow.tracking_uri
+    tracking_uri = config.spec.mlflow.tracking_uri
     if tracking_uri:
         from shinsa.evaluation.mlflow_log import log_run
 
@@ -513,7 +514,7 @@ async def run_evaluation(
         reporter.event(
             "run incomplete: error rate above maxErrorRate",
             error_rate=error_rate,
-            limit=config.max_error_rate,
+            limit=config.spec.max_error_rate,
         )
     return RunResult(
         exit_code=exit_code_of(results.status),
