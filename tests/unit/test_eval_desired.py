@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from shinsa.api import EvalRun, EvalRunSpec
+from shinsa.api import EvalJobSpec, EvalRun, EvalRunSpec, StorageSpec
 from shinsa.api.base import wire_name
-from shinsa.controllers.eval_desired import EvalSettings, engine_config, secret_env
+from shinsa.controllers.eval_desired import JOB_ONLY, EvalSettings, engine_config, secret_env
 from shinsa.evaluation.config import OPERATOR_ONLY, parse_config
 from tests.support.api_cases import with_value
 
@@ -71,10 +71,18 @@ FULL_SPEC: dict[str, Any] = {
         "baseline": {"evalRunRef": {"name": "production"}},
         "confidence": 0.9,
         "minPairs": 10,
-        "rules": [{"type": "nonInferiority", "benchmark": "mt-bench-ja", "metric": "score", "margin": 0.1,
-                   "threshold": 1.0, "limit": 0.5}],
+        "rules": [{"type": "nonInferiority", "benchmark": "mt-bench-ja", "metric": "score", "margin": 0.1},
+                  {"type": "minimum", "benchmark": "mt-bench-ja", "threshold": 1.0},
+                  {"type": "maxErrorRate", "limit": 0.5}],
     },
     "promote": {"registeredModel": "llm-jp-4-8b", "alias": "production", "targetDeployment": "llm-jp-4-8b"},
+    "job": {"image": "registry.example/shinsa:0.1.0",
+            "resources": {"requests": {"cpu": "1"}, "limits": {"memory": "2Gi"}},
+            "serviceAccountName": "evaluator", "nodeSelector": {"pool": "batch"},
+            "tolerations": [{"key": "batch", "operator": "Equal", "value": "true", "effect": "NoSchedule",
+                             "tolerationSeconds": 60}],
+            "queueName": "evals", "activeDeadlineSeconds": 3600, "backoffLimit": 1},
+    "storage": {"bucket": "team-evals", "prefix": "nightly"},
 }  # fmt: skip
 # Fields exclusive of ones FULL_SPEC sets, covered by variants of it: (path, value).
 VARIANTS: list[tuple[str, Any]] = [
@@ -84,7 +92,7 @@ VARIANTS: list[tuple[str, Any]] = [
                "apiKeySecretRef": {"name": "example", "key": "key"}}),
 ]  # fmt: skip
 
-SETTINGS = EvalSettings(tracking_uri="http://mlflow.shinsa:5000", checkpoint_prefix="s3://runs/eval/")
+SETTINGS = EvalSettings(tracking_uri="http://mlflow.shinsa:5000", results_bucket="runs")
 ENDPOINT = "http://llm-jp-4-8b.models.svc:8000/v1"
 
 
@@ -153,6 +161,10 @@ def operator_only(path: str) -> bool:
     return any(path == p or path.startswith(p + ".") or path.startswith(p + "[]") for p in OPERATOR_ONLY)
 
 
+def job_only(path: str) -> bool:
+    return path.split(".")[0] in JOB_ONLY
+
+
 def test_the_full_spec_sets_every_field() -> None:
     covered = set(value_paths(FULL_SPEC))
     for path, value in VARIANTS:
@@ -175,6 +187,8 @@ def test_every_spec_field_reaches_the_engine_or_is_declared_operator_only(
     paths = set(schema_paths(EvalRunSpec))
     leaves = {p for p in paths if not any(q.startswith((f"{p}.", f"{p}[].", f"{p}{{}}.")) for q in paths)}
     for path in sorted(leaves):
+        if job_only(path):
+            continue  # defaulted again by the engine's spec model: see the test below
         if operator_only(path):
             assert get(engine_wire, path) == [], f"{path} is operator-only but reached the engine"
         elif path not in RESOLVED:
@@ -198,13 +212,30 @@ def test_what_the_operator_fills_in() -> None:
     assert config.served_name == "llm-jp-4-8b-thinking"
     assert config.spec.mlflow.tracking_uri == "http://mlflow.mlops:5000"  # the spec's own wins
     assert config.engine.output_dir == "/var/run/shinsa/results"
-    assert config.engine.checkpoint_uri == "s3://runs/eval/models/candidate/5c8a"
+    assert config.engine.checkpoint_uri == "s3://team-evals/nightly/models/candidate/5c8a/checkpoint"
+    assert config.engine.results_uri == "s3://team-evals/nightly/models/candidate/5c8a/results"
     assert config.engine.mlflow_run_name == "candidate"
 
-    defaulted = engine_config(full_run(with_value(FULL_SPEC, "mlflow", {})), ENDPOINT, EvalSettings(
-        tracking_uri="http://mlflow.shinsa:5000"))  # fmt: skip
+    bucket = engine_config(full_run(with_value(FULL_SPEC, "storage", {})), ENDPOINT, SETTINGS)
+    assert bucket.engine.results_uri == "s3://runs/evalruns/models/candidate/5c8a/results"
+
+    bare = with_value(with_value(FULL_SPEC, "mlflow", {}), "storage", {})
+    defaulted = engine_config(full_run(bare), ENDPOINT, EvalSettings(tracking_uri="http://mlflow.shinsa:5000"))
     assert defaulted.spec.mlflow.tracking_uri == "http://mlflow.shinsa:5000"
     assert defaulted.engine.checkpoint_uri is None  # under the output directory
+    assert defaulted.engine.results_uri is None
+
+
+def test_the_job_and_storage_settings_stay_with_the_operator() -> None:
+    config = engine_config(full_run(), ENDPOINT, SETTINGS)
+    assert config.spec.job == EvalJobSpec()
+    assert config.spec.storage == StorageSpec()
+
+
+def test_spec_storage_overrides_the_operators_bucket() -> None:
+    run = full_run(with_value(FULL_SPEC, "storage", {"bucket": "team-evals", "prefix": "nightly/ja"}))
+    config = engine_config(run, ENDPOINT, SETTINGS)
+    assert config.engine.results_uri == "s3://team-evals/nightly/ja/models/candidate/5c8a/results"
 
 
 def test_a_deployment_without_a_served_name_is_an_error() -> None:

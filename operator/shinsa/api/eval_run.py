@@ -27,6 +27,7 @@ from pydantic import (
 from shinsa.api.base import CelRule, K8sModel, K8sStatusModel, defaulted, require_unique
 from shinsa.api.conditions import Condition
 from shinsa.api.gates import GatePolicy, LocalRef
+from shinsa.api.model_deployment import Toleration
 from shinsa.api.resource import AGE_COLUMN, K8sResource, PrinterColumn
 
 DATASET_URI_PATTERN = (
@@ -370,10 +371,61 @@ def _judged(spec: EvalRunSpec) -> list[str]:
     return [b.name for b in spec.benchmarks if b.name not in RULE_SCORED_BENCHMARKS]
 
 
+_BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+_QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
+_Quantity = Annotated[str, Field(pattern=_QUANTITY_PATTERN, max_length=64)]
+
+
+class JobResources(K8sModel):
+    """The evaluation container's resources: it only sends requests, so CPU and memory suffice."""
+
+    requests: dict[str, _Quantity] = Field(default_factory=dict, max_length=8)
+    """What the scheduler reserves, for example `{cpu: "1", memory: 2Gi}`."""
+    limits: dict[str, _Quantity] = Field(default_factory=dict, max_length=8)
+    """The most the container may use."""
+
+
+class EvalJobSpec(K8sModel):
+    """How the evaluation Job runs; unset fields take the operator's defaults."""
+
+    image: str | None = Field(default=None, min_length=1, max_length=512)
+    """The evaluator image (`shinsa eval run`); default: the operator's `SHINSA_EVALUATOR_IMAGE`."""
+    resources: JobResources = defaulted(JobResources)
+    """The evaluation container's requests and limits."""
+    service_account_name: str | None = Field(default=None, pattern=_OBJECT_NAME_PATTERN, max_length=253)
+    """The Job's ServiceAccount (for example one allowed to read the datasets' bucket); default: the
+    operator's `SHINSA_EVALUATOR_SERVICE_ACCOUNT`."""
+    node_selector: dict[str, str] | None = Field(default=None, max_length=32)
+    """Where the Job's pod may run; replaces the operator's `SHINSA_EVALUATOR_NODE_SELECTOR`."""
+    tolerations: list[Toleration] | None = Field(default=None, max_length=32)
+    """The taints the Job's pod tolerates; replace the operator's `SHINSA_EVALUATOR_TOLERATIONS`."""
+    queue_name: str | None = Field(default=None, pattern=_DNS_LABEL_PATTERN, max_length=63)
+    """A Kueue LocalQueue: the Job is labelled `kueue.x-k8s.io/queue-name` and waits for its quota."""
+    active_deadline_seconds: int | None = Field(default=None, ge=1)
+    """The longest the Job may run before it is stopped (phase Failed)."""
+    backoff_limit: int = Field(default=2, ge=0, le=20)
+    """Retries of a failed pod; a retry resumes from the checkpoint."""
+
+
+class StorageSpec(K8sModel):
+    """Where the run keeps its checkpoint and results on S3: `s3://<bucket>/<prefix>/<namespace>/<name>/<uid>/`."""
+
+    bucket: str | None = Field(default=None, pattern=_BUCKET_PATTERN, max_length=63)
+    """The bucket; default: the operator's `SHINSA_RESULTS_BUCKET`."""
+    prefix: str = Field(default="evalruns", pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", max_length=512)
+    """The key prefix under the bucket."""
+
+
 class EvalRunSpec(K8sModel):
     """The desired evaluation."""
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="self == oldSelf",
+            message="spec is immutable: to evaluate again or differently, create a new EvalRun",
+            # A transition rule: only the API server sees the old object.
+            holds=lambda m: True,
+        ),
         CelRule(
             rule="!has(self.promote) || has(self.gates)",
             message="spec.promote requires spec.gates: a candidate is promoted only after passing gates",
@@ -457,6 +509,10 @@ class EvalRunSpec(K8sModel):
     """Regression gates: the checks the candidate's results must pass, alone or against a baseline."""
     promote: Promotion | None = None
     """Promote the candidate when the gates pass. Requires gates."""
+    job: EvalJobSpec = defaulted(EvalJobSpec)
+    """How the evaluation Job runs (image, resources, placement, Kueue queue, deadline, retries)."""
+    storage: StorageSpec = defaulted(StorageSpec)
+    """Where checkpoint and results are kept on S3."""
 
     @field_validator("benchmarks")
     @classmethod
@@ -475,10 +531,19 @@ class EvalRunPhase(enum.StrEnum):
     """Where an EvalRun is in its life."""
 
     PENDING = "Pending"
+    """Accepted; nothing started yet."""
+    WAITING_FOR_TARGET = "WaitingForTarget"
+    """The `deploymentRef` ModelDeployment is not Ready yet."""
     RUNNING = "Running"
+    """The evaluation Job exists (running, or waiting for its pod or for quota)."""
+    GATING = "Gating"
+    """The Job succeeded; the gates are being decided."""
     SUCCEEDED = "Succeeded"
+    """Scores (and a decision, with gates) are in the status."""
     FAILED = "Failed"
+    """The Job failed (configuration, crash, deadline, stopped)."""
     INCOMPLETE = "Incomplete"
+    """Too many requests failed for the scores to be trusted; never Passed."""
 
 
 class GateVerdict(enum.StrEnum):
@@ -489,29 +554,75 @@ class GateVerdict(enum.StrEnum):
     INCONCLUSIVE = "Inconclusive"
 
 
+class BenchmarkScore(K8sModel):
+    """One benchmark's headline score (the primary judge, over the repeats)."""
+
+    mean: float | None = None
+    """The mean score."""
+    std: float | None = None
+    """The standard deviation over the repeats."""
+    ci_low: float | None = None
+    """The lower end of the confidence interval of the mean."""
+    ci_high: float | None = None
+    """The upper end of the confidence interval of the mean."""
+    n: int | None = Field(default=None, ge=0)
+    """Questions scored."""
+
+
+class GateRow(K8sModel):
+    """One rule of the gate table."""
+
+    rule: str = Field(max_length=300)
+    """The rule: its type, benchmark and metric (`superiority mt-bench-ja/score`)."""
+    verdict: GateVerdict
+    """Passed, Failed or Inconclusive."""
+    observed: float | None = None
+    """The candidate's mean, the paired difference candidate - baseline, or the rate checked."""
+    bound: float | None = None
+    """What `observed` is held against (threshold, -margin, 0, limit)."""
+    ci_low: float | None = None
+    """The lower end of the interval of `observed`."""
+    ci_high: float | None = None
+    """The upper end of the interval of `observed`."""
+    n: int | None = Field(default=None, ge=0)
+    """Paired questions (comparative rules) or the candidate's questions."""
+    explanation: str = Field(default="", max_length=1000)
+    """One line: why this verdict."""
+
+
 class EvalRunStatus(K8sStatusModel):
     """The observed state of an EvalRun, written by the operator."""
 
     observed_generation: int | None = Field(default=None, ge=0)
     """The `metadata.generation` this status describes."""
     phase: EvalRunPhase | None = None
-    """Pending, Running, Succeeded, Failed or Incomplete (too many failed requests to trust the scores)."""
+    """Pending, WaitingForTarget, Running, Gating, Succeeded, Failed or Incomplete."""
     conditions: list[Condition] = Field(
         default_factory=list,
         max_length=32,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-    """The latest observations, one per type."""
+    """The latest observations, one per type: TargetReady, JobComplete, GatesEvaluated."""
     model: str | None = None
     """The model evaluated (deployment or served name), for display."""
+    endpoint: str | None = None
+    """The endpoint the evaluation ran against."""
     job_name: str | None = None
     """The evaluation Job."""
+    results_uri: str | None = None
+    """Where the Job writes its results (`s3://.../results`)."""
     mlflow_run_id: str | None = None
     """The MLflow run holding every metric and artifact of this evaluation."""
-    scores: dict[str, Any] | None = None
-    """Summary scores per benchmark (mean, standard deviation, interval); MLflow has the detail."""
-    gate: GateVerdict | None = None
-    """The gates' verdict: Passed, Failed or Inconclusive."""
+    mlflow_run_url: str | None = None
+    """The MLflow UI page of that run."""
+    scores: dict[str, BenchmarkScore] = Field(default_factory=dict, max_length=16)
+    """Per benchmark: mean, std, interval and n of the primary judge's scores."""
+    gates: list[GateRow] = Field(default_factory=list, max_length=64)
+    """The gate table: one row per rule of `spec.gates.rules`."""
+    baseline: str | None = None
+    """The baseline the gates compared against (`EvalRun x`, `MLflow run y`)."""
+    decision: GateVerdict | None = None
+    """The gates' decision: Passed, Failed or Inconclusive. Written once; never re-decided."""
     start_time: datetime | None = None
     """When the evaluation Job started."""
     completion_time: datetime | None = None
@@ -528,8 +639,9 @@ class EvalRun(K8sResource):
     printer_columns: ClassVar[tuple[PrinterColumn, ...]] = (
         PrinterColumn("Model", "string", ".status.model", "The model evaluated."),
         PrinterColumn("Phase", "string", ".status.phase", "Where the run is in its life."),
-        PrinterColumn("Gate", "string", ".status.gate", "The regression gates' verdict."),
-        PrinterColumn("MLflow Run", "string", ".status.mlflowRunId", "The MLflow run with the results."),
+        PrinterColumn("JA", "number", ".status.scores.mt-bench-ja.mean", "Japanese MT-Bench mean."),
+        PrinterColumn("EN", "number", ".status.scores.mt-bench.mean", "MT-Bench mean."),
+        PrinterColumn("Decision", "string", ".status.decision", "The regression gates' decision."),
         AGE_COLUMN,
     )
 

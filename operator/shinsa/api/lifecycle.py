@@ -125,27 +125,19 @@ class ModelDeploymentReason(enum.StrEnum):
 
 class EvalRunCondition(enum.StrEnum):
     """The condition types of an EvalRun, in the order a run passes through them. All are written by
-    the EvalRun controller; `Succeeded` is the summary a user waits on."""
+    the EvalRun controller (`shinsa.controllers.eval_run`)."""
 
     TARGET_READY = "TargetReady"
-    """True once the model to evaluate answers: its ModelDeployment is Ready (or `spec.target` gives
-    an endpoint); False while the run waits for it. Nothing is started before it is True."""
-    JOB_CREATED = "JobCreated"
-    """True once the evaluation Job (and its configuration) is applied; False when the spec cannot
-    become an engine configuration or the API server refused the Job."""
-    RUNNING = "Running"
-    """True while the Job's evaluator runs; False while it waits (for its pod, or for Kueue to admit
-    the workload) and after it ended (the reason then says how)."""
-    SUCCEEDED = "Succeeded"
-    """The outcome, as for a batch resource: Unknown until the Job ends, then True (scores written)
-    or False (failed, incomplete, stopped). Phase Succeeded, Failed or Incomplete follows it."""
-    GATES_PASSED = "GatesPassed"
-    """Written after Succeeded=True when `spec.gates` is set: True when every rule passed against the
-    baseline, False when one failed, Unknown when the comparison is inconclusive or cannot be made
-    yet. The reason is the verdict (`status.gate`)."""
-    PROMOTED = "Promoted"
-    """Written after the gates: True once the registry alias points at the evaluated version; False
-    when promotion is not configured or the gates did not pass."""
+    """True once the model to evaluate answers: its ModelDeployment is Ready (or `spec.model` gives
+    an endpoint); False while the run waits for it. No Job is created before it is True."""
+    JOB_COMPLETE = "JobComplete"
+    """Unknown while the evaluation Job waits (for its pod, for Kueue quota) or runs; True when it
+    succeeded and its results were read; False when it failed, ended Incomplete or was stopped
+    (the reason says which, the message carries the evaluator's last words)."""
+    GATES_EVALUATED = "GatesEvaluated"
+    """Written after JobComplete=True when `spec.gates` is set: True once the decision is made, its
+    reason being the decision (Passed, Failed, Inconclusive); False (reason NotEvaluated) when the
+    run ended without results to gate."""
 
 
 class EvalRunReason(enum.StrEnum):
@@ -153,68 +145,52 @@ class EvalRunReason(enum.StrEnum):
 
     # TargetReady
     WAITING_FOR_DEPLOYMENT = "WaitingForDeployment"
-    """TargetReady=False: the target ModelDeployment does not exist yet or is not Ready; re-checked
-    when it changes. The message carries the deployment's own Ready reason."""
+    """TargetReady=False, by the reconcile: the `deploymentRef` ModelDeployment does not exist or is
+    not Ready; re-checked on every resync. The message names it and its own Ready reason."""
     DEPLOYMENT_READY = "DeploymentReady"
-    """TargetReady=True: the target ModelDeployment is Ready; the message is its endpoint."""
+    """TargetReady=True, by the reconcile: the ModelDeployment is Ready; the message is its endpoint."""
     ENDPOINT_GIVEN = "EndpointGiven"
-    """TargetReady=True: `spec.target` names an endpoint directly, which the evaluator will check."""
+    """TargetReady=True, by the reconcile: `spec.model.endpoint` names the endpoint directly."""
 
-    # JobCreated
+    # JobComplete
     CONFIG_INVALID = "ConfigInvalid"
-    """JobCreated=False and Succeeded=False: the spec cannot become an engine configuration (an
-    unknown benchmark, a dataset or Secret reference the engine cannot use); not retried."""
-    JOB_CREATED = "JobCreated"
-    """JobCreated=True: the Job is applied; the message names it."""
+    """JobComplete=False, by the reconcile (phase Failed): the spec cannot become an engine
+    configuration, or the stored object does not validate; not retried."""
     JOB_REJECTED = "JobRejected"
-    """JobCreated=False, retried: the API server refused the Job (quota, admission); the message is
-    the server's."""
-
-    # Running
+    """JobComplete=Unknown, by the reconcile, retried: the API server refused the ConfigMap or Job
+    (quota, admission); the message is the server's."""
     JOB_PENDING = "JobPending"
-    """Running=False and Succeeded=Unknown: the Job exists and its pod has not started (image pull,
-    scheduling)."""
+    """JobComplete=Unknown, by the reconcile: the Job exists and its pod has not started yet."""
     QUOTA_PENDING = "QuotaPending"
-    """Running=False and Succeeded=Unknown: the Job waits for Kueue to admit its workload into the
-    LocalQueue's quota."""
+    """JobComplete=Unknown, by the reconcile: Kueue holds the Job suspended until its LocalQueue's
+    ClusterQueue has quota; the message is Kueue's."""
     JOB_RUNNING = "JobRunning"
-    """Running=True and Succeeded=Unknown: the evaluator generates and judges; progress is in its log
-    and in MLflow."""
-    FINISHED = "Finished"
-    """Running=False: the Job ended; Succeeded says how."""
-
-    # Succeeded
-    JOB_SUCCEEDED = "JobSucceeded"
-    """Succeeded=True: the evaluator wrote its results (phase Succeeded); `status.scores` holds the
-    summary and `status.mlflowRunId` the run."""
+    """JobComplete=Unknown, by the reconcile: the evaluator generates and judges."""
+    SUCCEEDED = "Succeeded"
+    """JobComplete=True, by the reconcile: the Job succeeded and its results are in the status."""
+    RESULTS_UNAVAILABLE = "ResultsUnavailable"
+    """JobComplete=Unknown, by the reconcile, retried: the Job succeeded but its results cannot be
+    read yet (S3 unreachable)."""
     JOB_FAILED = "JobFailed"
-    """Succeeded=False: the Job failed (evaluator crash, backoff limit, deadline; phase Failed); the
-    message carries the evaluator's last words."""
+    """JobComplete=False, by the reconcile (phase Failed): the evaluator crashed, the backoff limit
+    or the deadline was reached; the message carries its exit code and termination message."""
+    CONFIG_REFUSED = "ConfigRefused"
+    """JobComplete=False, by the reconcile (phase Failed): the evaluator exited 2, refusing its
+    configuration (a dataset it cannot read, a key variable missing)."""
     INCOMPLETE = "Incomplete"
-    """Succeeded=False: the evaluator finished with too many failed requests for the scores to be
-    trusted (its "incomplete" exit; phase Incomplete). Gates are not applied to it."""
+    """JobComplete=False, by the reconcile (phase Incomplete): the evaluator exited 3, too many
+    requests failed (a judge that is down) for the scores to be trusted. Never gated to Passed."""
     STOPPED = "Stopped"
-    """Succeeded=False: the Job was deleted or suspended before it finished (phase Failed)."""
+    """JobComplete=False, by the reconcile (phase Failed): the evaluator was stopped (exit 143,
+    SIGTERM) or the Job was deleted before it finished."""
 
-    # GatesPassed: the verdict of `shinsa.gates`
+    # GatesEvaluated: the reason is the decision of `shinsa.gates`
     PASSED = "Passed"
-    """GatesPassed=True: every rule held against the baseline."""
+    """GatesEvaluated=True: every rule held."""
     FAILED = "Failed"
-    """GatesPassed=False: at least one rule regressed beyond its threshold; the message names it."""
+    """GatesEvaluated=True: at least one rule failed; the message names it."""
     INCONCLUSIVE = "Inconclusive"
-    """GatesPassed=Unknown: the intervals are too wide to call (too few questions or rounds)."""
-    BASELINE_UNAVAILABLE = "BaselineUnavailable"
-    """GatesPassed=Unknown, retried: the baseline's results cannot be fetched (no champion yet, its
-    run has no results)."""
-
-    # Promoted
-    PROMOTED = "Promoted"
-    """Promoted=True: the registry alias now points at the evaluated version (idempotent by the
-    EvalRun's uid); the ModelDeployment following the alias rolls on its own."""
-    NOT_PASSED = "NotPassed"
-    """Promoted=False: the gates did not pass (Failed or Inconclusive), so nothing is promoted."""
-    DISABLED = "Disabled"
-    """Promoted=False: `spec.promotion` is not set; the run only reports."""
-    REGISTRY_UNAVAILABLE = "RegistryUnavailable"
-    """GatesPassed=Unknown or Promoted=False, retried: the MLflow registry did not answer (fetching
-    the baseline, creating the version or moving the alias)."""
+    """GatesEvaluated=True: a rule could not decide (intervals too wide, too few pairs), or the
+    baseline could not be found or read (the message says why)."""
+    NOT_EVALUATED = "NotEvaluated"
+    """GatesEvaluated=False: the run ended Failed or Incomplete, so there is nothing to gate."""

@@ -18,15 +18,20 @@ from shinsa.evaluation.config import MODEL_KEY_ENV, OPERATOR_ONLY, EvalConfig, j
 DEFAULT_OUTPUT_DIR = "/var/run/shinsa/results"
 
 
+# Spec fields only the operator reads, besides the engine's OPERATOR_ONLY: how the Job runs and
+# where its files go are the Job's and the engine options' business, not the engine spec's.
+JOB_ONLY = ("job", "storage")
+
+
 @dataclass(frozen=True)
 class EvalSettings:
     """The operator settings an evaluation's engine config depends on."""
 
     tracking_uri: str | None = None
     """The MLflow tracking server of runs whose spec names none; None: such runs log nothing."""
-    checkpoint_prefix: str | None = None
-    """`s3://bucket/prefix` under which each run keeps its checkpoint, so that a Job rescheduled onto
-    another node resumes; None: in the output directory, lost with the pod."""
+    results_bucket: str | None = None
+    """The bucket of runs whose `spec.storage` names none; with neither, checkpoint and results stay
+    in the output directory, lost with the pod (and the operator cannot read the results)."""
     output_dir: str = DEFAULT_OUTPUT_DIR
     """The results directory inside the evaluation Job."""
 
@@ -40,13 +45,31 @@ def _drop(wire: dict[str, Any], path: str) -> None:
         node.pop(leaf, None)
 
 
-def checkpoint_uri(run: EvalRun, prefix: str) -> str:
-    """The run's own checkpoint under `prefix`: a recreated EvalRun of the same name (a new uid)
-    starts afresh instead of reusing its predecessor's answers."""
-    parts = [run.metadata.namespace or "default", run.metadata.name or "unnamed"]
+def run_storage(run: EvalRun, default_bucket: str | None) -> str | None:
+    """`s3://<bucket>/<prefix>/<namespace>/<name>/<uid>`: the run's own place for checkpoint and
+    results. A retried pod of the same run finds its checkpoint there; a recreated EvalRun of the same
+    name (a new uid) starts afresh instead of reusing its predecessor's answers. None without a bucket."""
+    bucket = run.spec.storage.bucket or default_bucket
+    if bucket is None:
+        return None
+    parts = [
+        run.spec.storage.prefix.strip("/"),
+        run.metadata.namespace or "default",
+        run.metadata.name or "unnamed",
+    ]
     if run.metadata.uid:
         parts.append(run.metadata.uid)
-    return "/".join([prefix.rstrip("/"), *parts])
+    return f"s3://{bucket}/" + "/".join(parts)
+
+
+def checkpoint_uri(storage: str) -> str:
+    """Where the engine keeps its checkpoint under the run's storage."""
+    return f"{storage}/checkpoint"
+
+
+def results_uri(storage: str) -> str:
+    """Where the engine uploads its results files under the run's storage."""
+    return f"{storage}/results"
 
 
 def engine_config(
@@ -60,7 +83,7 @@ def engine_config(
     result is not runnable.
     """
     wire = run.spec.to_k8s()
-    for path in OPERATOR_ONLY:
+    for path in (*OPERATOR_ONLY, *JOB_ONLY):
         _drop(wire, path)
     name = run.spec.model.served_name or served_name
     if name is None:
@@ -69,8 +92,10 @@ def engine_config(
     if run.spec.mlflow.tracking_uri is None and settings.tracking_uri is not None:
         wire["mlflow"] = {**wire["mlflow"], "trackingUri": settings.tracking_uri}
     engine: dict[str, Any] = {"outputDir": settings.output_dir}
-    if settings.checkpoint_prefix:
-        engine["checkpointUri"] = checkpoint_uri(run, settings.checkpoint_prefix)
+    storage = run_storage(run, settings.results_bucket)
+    if storage is not None:
+        engine["checkpointUri"] = checkpoint_uri(storage)
+        engine["resultsUri"] = results_uri(storage)
     if run.metadata.name:
         engine["mlflowRunName"] = run.metadata.name
     # API keys: the engine's defaults (MODEL_KEY_ENV, judge_key_env) are the variables the Job sets

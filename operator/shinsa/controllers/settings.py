@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
 import os
 import re
@@ -18,6 +19,7 @@ from typing import Any
 import kopf
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from shinsa.api import Toleration
 from shinsa.render.config_reader import DEFAULT_READER_IMAGE
 
 ANNOTATION_PREFIX = "shinsa.dev"
@@ -62,6 +64,13 @@ class OperatorSettings(BaseModel):
     """The image of evaluation Jobs (`shinsa eval run`)."""
     evaluator_service_account: str = Field(default="default", alias="SHINSA_EVALUATOR_SERVICE_ACCOUNT")
     """The ServiceAccount of evaluation Jobs whose EvalRun names none; they need no API access."""
+    evaluator_node_selector: dict[str, str] = Field(
+        default_factory=dict, alias="SHINSA_EVALUATOR_NODE_SELECTOR"
+    )
+    """The nodeSelector of evaluation Jobs whose EvalRun sets none (JSON object), for example the
+    labels of a CPU pool for batch work."""
+    evaluator_tolerations: tuple[Toleration, ...] = Field(default=(), alias="SHINSA_EVALUATOR_TOLERATIONS")
+    """The tolerations of evaluation Jobs whose EvalRun sets none (JSON list of tolerations)."""
     config_reader_image: str = Field(default=DEFAULT_READER_IMAGE, alias="SHINSA_CONFIG_READER_IMAGE")
     """The image of the Job that reads a `pvc://` model's config.json (sh, gzip and base64)."""
     registry_resync_s: float = Field(default=60.0, gt=0, alias="SHINSA_REGISTRY_RESYNC_SECONDS")
@@ -93,6 +102,17 @@ class OperatorSettings(BaseModel):
     def _bucket_name(cls, value: str | None) -> str | None:
         if value is not None and not _BUCKET.match(value):
             raise ValueError("must be an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)")
+        return value
+
+    @field_validator("evaluator_node_selector", "evaluator_tolerations", mode="before")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        # From the environment these are JSON text; built in Python, they are already objects.
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError("must be JSON") from None
         return value
 
     @field_validator("evaluator_image", "config_reader_image", "evaluator_service_account")

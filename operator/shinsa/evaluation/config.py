@@ -65,6 +65,9 @@ class EngineOptions(K8sModel):
     checkpoint_uri: str | None = Field(default=None, min_length=1)
     """Where finished work is recorded for resuming: a local directory or `s3://bucket/prefix`.
     Default: `<outputDir>/checkpoint`."""
+    results_uri: str | None = Field(default=None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?$")
+    """`s3://bucket/prefix` the results files (scores.json, items.jsonl, ...) are uploaded to when
+    the run ends, for readers without access to the output directory (the EvalRun controller)."""
     mlflow_run_name: str | None = Field(default=None, min_length=1, max_length=250)
     """The MLflow run's name. Default: `<servedName>-eval`."""
     model_api_key_env: str | None = Field(default=None, pattern=_ENV_NAME)

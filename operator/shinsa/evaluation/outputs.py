@@ -4,9 +4,11 @@ JSONL, config.json, plots."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from shinsa.evaluation.config import EvalConfig
 from shinsa.evaluation.progress import Reporter
@@ -97,6 +99,26 @@ def write_outputs(
     results = results.model_copy(update={"plots": plots})
     write_results(results, out)
     return results
+
+
+def publish_results(out: Path, uri: str) -> list[str]:
+    """Upload the results files of `out` under `uri` (`s3://bucket/prefix`), the way a cluster's
+    controller reads them back; returns the keys written. scores.json goes last, so that whoever
+    finds it finds the files it describes. Plots stay in MLflow."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ResultsError(f"engine.resultsUri: {uri!r} is not an s3://bucket/prefix URI")
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+    prefix = parsed.path.strip("/")
+    written = []
+    for name in (ITEMS, GENERATIONS, JUDGMENTS, CONFIG, SCORES):
+        if (out / name).is_file():
+            key = f"{prefix}/{name}" if prefix else name
+            s3.upload_file(str(out / name), parsed.netloc, key)
+            written.append(key)
+    return written
 
 
 def read_items(path: Path) -> list[dict[str, Any]]:

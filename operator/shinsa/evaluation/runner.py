@@ -24,7 +24,7 @@ from shinsa.evaluation.checkpoint import Checkpoint
 from shinsa.evaluation.client import ChatClient, EndpointUnreachable, RequestFailed
 from shinsa.evaluation.config import ConfigError, EvalConfig, Sampling, judge_sampling
 from shinsa.evaluation.datasets import Question
-from shinsa.evaluation.outputs import write_outputs
+from shinsa.evaluation.outputs import publish_results, write_outputs
 from shinsa.evaluation.progress import JsonLinesReporter, Reporter
 from shinsa.evaluation.ratelimit import RateLimiter
 from shinsa.evaluation.ratings import RatingError
@@ -510,6 +510,9 @@ async def run_evaluation(
         results = results.model_copy(update={"mlflow_run_id": run_id})
         write_results(results, out)
         reporter.event("logged to MLflow", tracking_uri=tracking_uri, run_id=run_id)
+    if config.engine.results_uri:
+        keys = await asyncio.to_thread(publish_results, out, config.engine.results_uri)
+        reporter.event("results uploaded", uri=config.engine.results_uri, files=len(keys))
     if incomplete:
         reporter.event(
             "run incomplete: error rate above maxErrorRate",
