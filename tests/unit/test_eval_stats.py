@@ -11,7 +11,6 @@ import pytest
 from shinsa.evaluation.stats import (
     cluster_mean_interval,
     kendall_tau,
-    paired_bootstrap_difference,
     spearman_rho,
     summarize,
 )
@@ -126,34 +125,6 @@ def test_bootstrap_is_reproducible_for_a_seed() -> None:
     rng = np.random.default_rng(3)
     table = _table(rng.integers(1, 11, size=(30, 3)).astype(float))
     assert summarize(*table, seed=7) == summarize(*table, seed=7)
-
-
-def test_paired_difference_of_a_constant_shift_is_exact() -> None:
-    rng = np.random.default_rng(4)
-    base = {f"q{i}": list(rng.normal(6, 2, size=3)) for i in range(50)}
-    shifted = {q: [v + 0.5 for v in values] for q, values in base.items()}
-    diff = paired_bootstrap_difference(shifted, base)
-    assert diff.mean_diff == pytest.approx(0.5)
-    assert diff.ci_low == pytest.approx(0.5) and diff.ci_high == pytest.approx(0.5)
-    assert diff.p_not_better == 0.0
-    assert diff.n_questions == 50
-
-
-def test_paired_difference_uses_only_shared_questions() -> None:
-    a = {"q1": [8.0], "q2": [6.0], "only-a": [1.0]}
-    b = {"q1": [7.0], "q2": [5.0], "only-b": [10.0]}
-    diff = paired_bootstrap_difference(a, b)
-    assert diff.n_questions == 2
-    assert diff.mean_diff == pytest.approx(1.0)
-
-
-def test_paired_interval_is_tighter_than_difficulty_spread() -> None:
-    rng = np.random.default_rng(5)
-    difficulty = rng.normal(0, 3, size=100)
-    a = {str(i): [d + 0.3 + rng.normal(0, 0.2)] for i, d in enumerate(difficulty)}
-    b = {str(i): [d + rng.normal(0, 0.2)] for i, d in enumerate(difficulty)}
-    diff = paired_bootstrap_difference(a, b)
-    assert 0.0 < diff.ci_low < 0.3 < diff.ci_high < 0.6
 
 
 def test_rank_agreement_on_known_orderings() -> None:

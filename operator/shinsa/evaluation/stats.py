@@ -13,7 +13,6 @@ per-question sums and counts, which gives every bootstrap mean at once.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,16 +32,6 @@ class Summary:
     n_questions: int
     n_items: int
     per_repeat: tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class PairedDifference:
-    mean_diff: float
-    ci_low: float
-    ci_high: float
-    n_questions: int
-    # Share of bootstrap draws in which the difference is <= 0: small means "a is reliably better".
-    p_not_better: float
 
 
 def _bootstrap_means(
@@ -111,41 +100,6 @@ def summarize(
     )
 
 
-def paired_bootstrap_difference(
-    a: Mapping[str, Sequence[float]],
-    b: Mapping[str, Sequence[float]],
-    *,
-    draws: int = DEFAULT_DRAWS,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> PairedDifference:
-    """Bootstrap CI of mean(a) - mean(b) over the questions both tables scored.
-
-    Each table maps a question id to that question's scores (repeats, turns; NaN for errors). The
-    difference is taken per question first, so question difficulty cancels out: this is what makes a
-    paired comparison much tighter than comparing two independent intervals.
-    """
-    diffs: list[float] = []
-    for qid in sorted(a.keys() & b.keys()):
-        mean_a = _nanmean(a[qid])
-        mean_b = _nanmean(b[qid])
-        if not (math.isnan(mean_a) or math.isnan(mean_b)):
-            diffs.append(mean_a - mean_b)
-    if not diffs:
-        nan = math.nan
-        return PairedDifference(nan, nan, nan, 0, nan)
-    d = np.asarray(diffs)
-    boot = _bootstrap_means(d, np.ones_like(d), draws, np.random.default_rng(seed))
-    low, high = _interval(boot, confidence)
-    return PairedDifference(
-        mean_diff=float(d.mean()),
-        ci_low=low,
-        ci_high=high,
-        n_questions=int(d.size),
-        p_not_better=float(np.mean(boot <= 0.0)),
-    )
-
-
 @dataclass(frozen=True)
 class ClusterMean:
     mean: float
@@ -181,12 +135,6 @@ def cluster_mean_interval(
     return ClusterMean(
         mean=float(s.sum() / c.sum()), ci_low=low, ci_high=high, n_clusters=int(s.size), n_items=int(c.sum())
     )
-
-
-def _nanmean(values: Sequence[float]) -> float:
-    arr = np.asarray(values, dtype=np.float64)
-    arr = arr[~np.isnan(arr)]
-    return float(arr.mean()) if arr.size else math.nan
 
 
 def _rank(values: NDArray[np.float64]) -> NDArray[np.float64]:
