@@ -8,13 +8,29 @@ import threading
 import types
 from typing import Any
 
+from shinsa.api import Toleration
 from shinsa.controllers.settings import OperatorSettings
+from shinsa.devcluster.local_runner import RUNNER_NODE_SELECTOR, RUNNER_TOLERATION
+
+
+EVALUATOR_ENV_SECRET = "shinsa-evaluator-env"
 
 
 def operator_settings(**fields: Any) -> OperatorSettings:
     """Settings for an operator under test: `models:/` URIs are looked up again every 2 s
     (production: every minute), so that a test can watch an alias move."""
-    return OperatorSettings(**{"registry_resync_s": 2.0, **fields})
+    return OperatorSettings(
+        **{
+            "registry_resync_s": 2.0,
+            "evalrun_resync_s": 2.0,
+            # Evaluation Jobs run for real on the dev cluster's local runner.
+            "evaluator_node_selector": RUNNER_NODE_SELECTOR,
+            "evaluator_tolerations": (Toleration.model_validate(RUNNER_TOLERATION),),
+            # Tests that run evaluations put the S3 credentials in a Secret of this name.
+            "evaluator_env_secret": EVALUATOR_ENV_SECRET,
+            **fields,
+        }
+    )
 
 
 class InProcessOperator:

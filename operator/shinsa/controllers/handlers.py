@@ -2,6 +2,6 @@
 imports it and passes the settings in kopf's memo; `kopf run -m shinsa.controllers.handlers` works
 too, and then the start-up handler reads the settings from the environment itself."""
 
-from shinsa.controllers import model_deployment, settings
+from shinsa.controllers import eval_run, model_deployment, settings
 
-__all__ = ["model_deployment", "settings"]
+__all__ = ["eval_run", "model_deployment", "settings"]

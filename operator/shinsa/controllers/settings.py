@@ -71,6 +71,10 @@ class OperatorSettings(BaseModel):
     labels of a CPU pool for batch work."""
     evaluator_tolerations: tuple[Toleration, ...] = Field(default=(), alias="SHINSA_EVALUATOR_TOLERATIONS")
     """The tolerations of evaluation Jobs whose EvalRun sets none (JSON list of tolerations)."""
+    evaluator_env_secret: str | None = Field(default=None, alias="SHINSA_EVALUATOR_ENV_SECRET")
+    """A Secret in each EvalRun's namespace whose keys become its evaluator's environment, optional
+    (for example AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the results bucket and MLflow's
+    artifacts); unset where workload identity gives the Job its credentials."""
     config_reader_image: str = Field(default=DEFAULT_READER_IMAGE, alias="SHINSA_CONFIG_READER_IMAGE")
     """The image of the Job that reads a `pvc://` model's config.json (sh, gzip and base64)."""
     registry_resync_s: float = Field(default=60.0, gt=0, alias="SHINSA_REGISTRY_RESYNC_SECONDS")

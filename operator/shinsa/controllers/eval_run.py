@@ -1,0 +1,475 @@
+"""kopf handlers for EvalRun: read -> wait for the target -> apply ConfigMap and Job -> follow the Job
+-> read the results -> gate -> status. Each step is decided from what the cluster and the status
+already hold, so a restarted operator continues where the last one stopped: the Job's name is fixed
+(one Job), and a decision once in the status is final (phase Succeeded is never looked at again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import kopf
+from pydantic import ValidationError
+
+from shinsa.api import (
+    BenchmarkScore,
+    ConditionStatus,
+    EvalRun,
+    EvalRunPhase,
+    EvalRunStatus,
+    GateRow,
+    GateVerdict,
+    ModelDeployment,
+)
+from shinsa.api.conditions import get_condition, set_condition
+from shinsa.api.lifecycle import EvalRunCondition as Cond
+from shinsa.api.lifecycle import EvalRunReason as Reason
+from shinsa.api.lifecycle import ModelDeploymentCondition
+from shinsa.controllers import kube
+from shinsa.controllers.eval_desired import EvalSettings, engine_config, results_uri, run_storage, secret_env
+from shinsa.controllers.settings import OperatorSettings, from_memo
+from shinsa.controllers.status import EventPolicy, ObjectLocks, StatusWriter, invalid_spec_message
+from shinsa.evaluation.results import ExitCode, ResultsError, RunResults, read_results
+from shinsa.gates import GateDecision, evaluate_gates
+from shinsa.render.job import EVAL_RUN_LABEL, JobDefaults, job_name, render_config_map, render_job
+
+PLURAL = "evalruns"
+MD_PLURAL = "modeldeployments"
+APPLY_RETRY_S = 20
+TERMINAL = frozenset({EvalRunPhase.SUCCEEDED, EvalRunPhase.FAILED, EvalRunPhase.INCOMPLETE})
+MESSAGE_LIMIT = 1000
+# The evaluator stopped by SIGTERM (128 + 15) after flushing its checkpoint: a deleted pod.
+STOPPED_EXIT = 143
+
+STATUS = StatusWriter(
+    PLURAL,
+    EventPolicy(expected_false=frozenset({Reason.WAITING_FOR_DEPLOYMENT})),
+)
+_locks = ObjectLocks()
+
+
+class ResultsUnavailable(Exception):
+    """The results of a finished run cannot be read (yet)."""
+
+
+# -- the boundaries to the registry (shinsa.registry.evaluations, in progress) -----------------------
+
+
+def fetch_results(uri: str, endpoint_url: str | None) -> RunResults:
+    """The typed results a run uploaded under `uri` (`s3://bucket/prefix`)."""
+    import boto3
+
+    parsed = urlparse(uri)
+    key = parsed.path.strip("/") + "/scores.json"
+    try:
+        body = (
+            boto3.client("s3", endpoint_url=endpoint_url)
+            .get_object(Bucket=parsed.netloc, Key=key)["Body"]
+            .read()
+        )
+    except Exception as exc:  # boto3's errors have no common base worth naming here
+        raise ResultsUnavailable(f"{uri}/scores.json: {exc}") from None
+    with tempfile.TemporaryDirectory(prefix="shinsa-results-") as tmp:
+        path = Path(tmp) / "scores.json"
+        path.write_bytes(body)
+        try:
+            return read_results(path)
+        except ResultsError as exc:
+            raise ResultsUnavailable(str(exc)) from None
+
+
+def resolve_baseline(run: EvalRun, settings: OperatorSettings) -> tuple[RunResults | None, str]:
+    """The baseline's results and a description of it; (None, why) when it cannot be found or read."""
+    policy = run.spec.gates
+    if policy is None or policy.baseline is None:
+        return None, "no baseline"
+    ref = policy.baseline
+    if ref.eval_run_ref is not None:
+        described = f"EvalRun {ref.eval_run_ref.name}"
+        body = kube.get_custom(PLURAL, run.metadata.namespace or "", ref.eval_run_ref.name)
+        if body is None:
+            return None, f"{described}: not found"
+        baseline = EvalRun.from_body(body)
+        if baseline.status.phase != EvalRunPhase.SUCCEEDED or not baseline.status.results_uri:
+            return None, f"{described}: has no results (phase {baseline.status.phase})"
+        try:
+            return fetch_results(baseline.status.results_uri, settings.s3_endpoint_url), described
+        except ResultsUnavailable as exc:
+            return None, f"{described}: {exc}"
+    # MLflow baselines need the registry module.
+    return None, "MLflow baselines are not supported by this operator yet"
+
+
+# -- pure pieces --------------------------------------------------------------------------------------
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def scores_of(results: RunResults) -> dict[str, BenchmarkScore]:
+    return {
+        name: BenchmarkScore(
+            mean=_finite(b.mean),
+            std=_finite(b.std),
+            ci_low=_finite(b.ci_low),
+            ci_high=_finite(b.ci_high),
+            n=b.n_questions,
+        )
+        for name, b in results.benchmarks.items()
+    }
+
+
+def gate_rows(decision: GateDecision) -> list[GateRow]:
+    rows = []
+    for r in decision.rules:
+        target = "/".join(part for part in (r.benchmark, r.metric) if part)
+        rows.append(
+            GateRow(
+                rule=f"{r.type.value} {target}".strip(),
+                verdict=r.verdict,
+                observed=_finite(r.observed),
+                bound=_finite(r.bound),
+                ci_low=_finite(r.ci_low),
+                ci_high=_finite(r.ci_high),
+                n=r.n_pairs if r.n_pairs is not None else r.n_questions,
+                explanation=r.explanation[:MESSAGE_LIMIT],
+            )
+        )
+    return rows
+
+
+def mlflow_run_url(tracking_uri: str | None, run_id: str | None) -> str | None:
+    if not tracking_uri or not run_id or not tracking_uri.startswith(("http://", "https://")):
+        return None
+    return f"{tracking_uri.rstrip('/')}/#/runs/{run_id}"
+
+
+def failure_of(exit_code: int | None, message: str) -> tuple[EvalRunPhase, Reason]:
+    """The phase and JobComplete reason of a failed evaluator, by its exit code (`ExitCode`)."""
+    if exit_code == ExitCode.INCOMPLETE:
+        return EvalRunPhase.INCOMPLETE, Reason.INCOMPLETE
+    if exit_code == ExitCode.CONFIG:
+        return EvalRunPhase.FAILED, Reason.CONFIG_REFUSED
+    if exit_code == STOPPED_EXIT:
+        return EvalRunPhase.FAILED, Reason.STOPPED
+    return EvalRunPhase.FAILED, Reason.JOB_FAILED
+
+
+# -- the reconcile -------------------------------------------------------------------------------------
+
+
+def _job_condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == type_ and condition.get("status") == "True":
+            return dict(condition)
+    return None
+
+
+def _last_termination(namespace: str, name: str) -> tuple[int | None, str]:
+    """The exit code and termination message of the Job's most recently finished evaluator."""
+    pods = kube.list_pods(namespace, {"batch.kubernetes.io/job-name": name})
+    finished = []
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (status.get("state") or {}).get("terminated")
+            if terminated:
+                finished.append(terminated)
+    if not finished:
+        return None, ""
+    last = max(finished, key=lambda t: str(t.get("finishedAt") or ""))
+    return last.get("exitCode"), str(last.get("message") or last.get("reason") or "").strip()
+
+
+class _Step:
+    """One reconcile's view: the run, its status as last written, and the writer."""
+
+    def __init__(self, body: dict[str, Any], run: EvalRun) -> None:
+        self.body = body
+        self.run = run
+        self.status = run.status
+
+    def write(self, **update: Any) -> None:
+        conditions = update.pop("conditions", None)
+        after = self.status.model_copy(update=update)
+        if conditions is not None:
+            after = after.model_copy(update={"conditions": conditions})
+        STATUS.write(self.body, self.status, after)
+        self.status = after
+
+    def condition(self, type_: Cond, status: bool | None, reason: Reason, message: str) -> list[Any]:
+        return set_condition(
+            self.status.conditions,
+            type_,
+            ConditionStatus.UNKNOWN if status is None else status,
+            reason,
+            message[:MESSAGE_LIMIT],
+            observed_generation=self.run.metadata.generation,
+        )
+
+
+def _target(step: _Step) -> tuple[str, str | None] | None:
+    """(endpoint, served name of a deployment), or None after reporting what the run waits for."""
+    model = step.run.spec.model
+    if model.endpoint is not None:
+        step.write(
+            conditions=step.condition(Cond.TARGET_READY, True, Reason.ENDPOINT_GIVEN, model.endpoint),
+            model=model.served_name,
+        )
+        return model.endpoint, None
+    assert model.deployment_ref is not None  # a CEL rule: exactly one of the two
+    name = model.deployment_ref.name
+    body = kube.get_custom(MD_PLURAL, step.run.metadata.namespace or "", name)
+    waiting = f"ModelDeployment {name}"
+    if body is None:
+        waiting += " does not exist"
+    else:
+        md = ModelDeployment.from_body(body)
+        ready = get_condition(md.status.conditions, ModelDeploymentCondition.READY)
+        if ready is not None and ready.status == ConditionStatus.TRUE and md.status.endpoint:
+            served = md.spec.model.served_name or name
+            step.write(
+                conditions=step.condition(
+                    Cond.TARGET_READY, True, Reason.DEPLOYMENT_READY, md.status.endpoint
+                ),
+                model=model.served_name or served,
+            )
+            return md.status.endpoint, served
+        waiting += " is not Ready" + (f" ({ready.reason}: {ready.message})" if ready else "")
+    step.write(
+        phase=EvalRunPhase.WAITING_FOR_TARGET,
+        conditions=step.condition(Cond.TARGET_READY, False, Reason.WAITING_FOR_DEPLOYMENT, waiting),
+        model=name,
+    )
+    return None
+
+
+def _fail(step: _Step, phase: EvalRunPhase, reason: Reason, message: str) -> None:
+    conditions = step.condition(Cond.JOB_COMPLETE, False, reason, message)
+    if step.run.spec.gates is not None:
+        conditions = set_condition(
+            conditions,
+            Cond.GATES_EVALUATED,
+            False,
+            Reason.NOT_EVALUATED,
+            f"the run ended {phase.value}: nothing to gate",
+            observed_generation=step.run.metadata.generation,
+        )
+    step.write(phase=phase, conditions=conditions)
+
+
+def _gate(step: _Step, results: RunResults, settings: OperatorSettings) -> None:
+    policy = step.run.spec.gates
+    if policy is None:
+        step.write(phase=EvalRunPhase.SUCCEEDED)
+        return
+    step.write(phase=EvalRunPhase.GATING)
+    baseline: RunResults | None = None
+    described: str | None = None
+    if policy.baseline is not None:
+        baseline, described = resolve_baseline(step.run, settings)
+        if baseline is None:
+            message = f"baseline unavailable: {described}"
+            step.write(
+                phase=EvalRunPhase.SUCCEEDED,
+                decision=GateVerdict.INCONCLUSIVE,
+                baseline=None,
+                conditions=step.condition(Cond.GATES_EVALUATED, True, Reason.INCONCLUSIVE, message),
+            )
+            return
+    decision = evaluate_gates(policy, results, baseline)
+    step.write(
+        phase=EvalRunPhase.SUCCEEDED,
+        decision=decision.decision,
+        gates=gate_rows(decision),
+        baseline=described,
+        conditions=step.condition(
+            Cond.GATES_EVALUATED, True, Reason(decision.decision.value), decision.summary()
+        ),
+    )
+
+
+def reconcile_sync(body: dict[str, Any], settings: OperatorSettings) -> None:
+    run = EvalRun.from_body(body)
+    if run.status.phase in TERMINAL:
+        return  # a finished run is never evaluated or decided again
+    step = _Step(body, run)
+    if step.status.phase is None:
+        step.write(phase=EvalRunPhase.PENDING, observed_generation=run.metadata.generation)
+    namespace = run.metadata.namespace or ""
+    name = job_name(run)
+
+    if step.status.phase == EvalRunPhase.GATING:
+        # A restart while gating: the results were read already; read them again and decide.
+        if step.status.results_uri:
+            _gate(step, fetch_results(step.status.results_uri, settings.s3_endpoint_url), settings)
+        return
+
+    job = kube.get_job(namespace, name)
+    if job is None:
+        if step.status.job_name:
+            _fail(step, EvalRunPhase.FAILED, Reason.STOPPED, f"Job {name} was deleted before it finished")
+            return
+        target = _target(step)
+        if target is None:
+            return
+        endpoint, served = target
+        eval_settings = EvalSettings(
+            tracking_uri=settings.mlflow_tracking_uri, results_bucket=settings.results_bucket
+        )
+        try:
+            config = engine_config(run, endpoint, eval_settings, served_name=served)
+        except (ValueError, ValidationError) as exc:
+            _fail(step, EvalRunPhase.FAILED, Reason.CONFIG_INVALID, str(exc))
+            return
+        storage = run_storage(run, settings.results_bucket)
+        defaults = JobDefaults(
+            image=settings.evaluator_image,
+            service_account=settings.evaluator_service_account,
+            node_selector=dict(settings.evaluator_node_selector),
+            tolerations=settings.evaluator_tolerations,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            env_secret=settings.evaluator_env_secret,
+        )
+        try:
+            kube.apply(render_config_map(run, config.to_k8s()))
+            job = kube.apply(render_job(run, config.engine.output_dir, secret_env(run), defaults))
+        except (kube.Rejected, kube.MissingAPI) as exc:
+            step.write(conditions=step.condition(Cond.JOB_COMPLETE, None, Reason.JOB_REJECTED, str(exc)))
+            raise kopf.TemporaryError(str(exc), delay=APPLY_RETRY_S) from None
+        step.write(
+            phase=EvalRunPhase.RUNNING,
+            job_name=name,
+            endpoint=endpoint,
+            results_uri=results_uri(storage) if storage else None,
+            conditions=step.condition(Cond.JOB_COMPLETE, None, Reason.JOB_PENDING, f"Job {name} created"),
+        )
+        job = kube.get_job(namespace, name) or {}
+    _follow(step, job, settings)
+
+
+def _follow(step: _Step, job: dict[str, Any], settings: OperatorSettings) -> None:
+    namespace = step.run.metadata.namespace or ""
+    name = job["metadata"]["name"] if job.get("metadata") else job_name(step.run)
+    status = job.get("status") or {}
+    if _job_condition(job, "Complete") or _job_condition(job, "SuccessCriteriaMet"):
+        if not step.status.results_uri:
+            _fail(step, EvalRunPhase.FAILED, Reason.JOB_FAILED, "no results bucket configured")
+            return
+        try:
+            results = fetch_results(step.status.results_uri, settings.s3_endpoint_url)
+        except ResultsUnavailable as exc:
+            step.write(
+                conditions=step.condition(Cond.JOB_COMPLETE, None, Reason.RESULTS_UNAVAILABLE, str(exc))
+            )
+            raise kopf.TemporaryError(str(exc), delay=APPLY_RETRY_S) from None
+        tracking = step.run.spec.mlflow.tracking_uri or settings.mlflow_tracking_uri
+        step.write(
+            scores=scores_of(results),
+            mlflow_run_id=results.mlflow_run_id,
+            mlflow_run_url=mlflow_run_url(tracking, results.mlflow_run_id),
+            completion_time=status.get("completionTime"),
+            conditions=step.condition(
+                Cond.JOB_COMPLETE, True, Reason.SUCCEEDED, f"{results.items} items, {results.errors} errors"
+            ),
+        )
+        _gate(step, results, settings)
+        return
+    failed = _job_condition(job, "Failed") or _job_condition(job, "FailureTarget")
+    if failed:
+        exit_code, message = _last_termination(namespace, name)
+        phase, reason = failure_of(exit_code, message)
+        why = failed.get("reason") or "Failed"
+        text = f"Job {name} {why}" + (f", exit code {exit_code}" if exit_code is not None else "")
+        _fail(step, phase, reason, f"{text}: {message}" if message else text)
+        return
+    if job.get("spec", {}).get("suspend"):
+        queue = job["metadata"].get("labels", {}).get("kueue.x-k8s.io/queue-name", "")
+        reason, message = Reason.QUOTA_PENDING, f"Job {name} waits for quota in Kueue queue {queue}"
+    elif status.get("ready") or status.get("active"):
+        reason, message = Reason.JOB_RUNNING, f"Job {name} runs the evaluator"
+    else:
+        reason, message = Reason.JOB_PENDING, f"Job {name} waits for its pod"
+    step.write(
+        phase=EvalRunPhase.RUNNING,
+        start_time=step.status.start_time or status.get("startTime"),
+        conditions=step.condition(Cond.JOB_COMPLETE, None, reason, message),
+    )
+
+
+def _report_invalid(body: dict[str, Any], error: ValidationError) -> None:
+    generation = body["metadata"].get("generation")
+    message = invalid_spec_message(error)
+    conditions = set_condition(
+        [], Cond.JOB_COMPLETE, False, Reason.CONFIG_INVALID, message, observed_generation=generation
+    )
+    status = EvalRunStatus(observed_generation=generation, phase=EvalRunPhase.FAILED, conditions=conditions)
+    STATUS.report_invalid(body, status, Reason.CONFIG_INVALID, message)
+
+
+async def _reconcile(key: tuple[str, str], body: dict[str, Any] | None, settings: OperatorSettings) -> None:
+    async with _locks[key]:
+        # Read again under the lock: another handler may have written the status since.
+        fresh = await asyncio.to_thread(kube.get_custom, PLURAL, *key)
+        if fresh is None:
+            _locks.forget(key)
+            return
+        try:
+            await asyncio.to_thread(reconcile_sync, fresh, settings)
+        except ValidationError as exc:
+            await asyncio.to_thread(_report_invalid, fresh, exc)
+            raise kopf.PermanentError(f"spec does not validate: {exc}") from None
+
+
+@kopf.on.resume(kube.GROUP, kube.VERSION, PLURAL)
+@kopf.on.create(kube.GROUP, kube.VERSION, PLURAL)
+async def reconcile(body: kopf.Body, name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    await _reconcile((namespace or "", name), dict(body), from_memo(memo))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={EVAL_RUN_LABEL: kopf.PRESENT})
+async def job_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+    await _reconcile((namespace or "", labels[EVAL_RUN_LABEL]), None, from_memo(memo))
+
+
+async def _resync(settings: OperatorSettings, namespaces: tuple[str, ...], logger: kopf.Logger) -> None:
+    # One loop rather than kopf timers, which hold every EvalRun with a finalizer: waiting runs see
+    # their ModelDeployment become Ready, and running ones a Job event that was missed.
+    while True:
+        await asyncio.sleep(settings.evalrun_resync_s)
+        try:
+            bodies = await asyncio.to_thread(kube.list_custom, PLURAL, namespaces)
+        except Exception as exc:  # the API server may be briefly away; the next round tries again
+            logger.warning("listing EvalRuns to resync failed: %s", exc)
+            continue
+        for listed in bodies:
+            if (listed.get("status") or {}).get("phase") in TERMINAL:
+                continue
+            key = (listed["metadata"]["namespace"], listed["metadata"]["name"])
+            try:
+                await _reconcile(key, None, settings)
+            except kopf.PermanentError:
+                pass
+            except Exception as exc:  # one run's trouble must not stop the others' rounds
+                logger.warning("resyncing EvalRun %s/%s: %s", *key, exc)
+
+
+@kopf.on.startup()
+async def start_resync(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    namespaces = tuple(memo.get("namespaces") or ())
+    memo["evalrun_resync"] = asyncio.create_task(_resync(from_memo(memo), namespaces, logger))
+
+
+@kopf.on.cleanup()
+async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("evalrun_resync")
+    if task is not None:
+        task.cancel()

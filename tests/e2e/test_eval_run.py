@@ -1,0 +1,235 @@
+"""EvalRun end to end: the real control plane, the local runner running the evaluation Job's
+`shinsa eval run`, the ModelDeployments' stand-in endpoints as model and judge, real MLflow and S3."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from shinsa.devcluster.cluster import LocalCluster, tool_bin_dir
+from shinsa.devcluster.model_endpoints import ANSWER_QUALITY_ANNOTATION
+from shinsa.devcluster.services import S3_ACCESS_KEY, S3_SECRET_KEY
+from tests.support.operator import EVALUATOR_ENV_SECRET, InProcessOperator
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+GROUP, VERSION = "shinsa.dev", "v1alpha1"
+BUCKET = "evalruns-e2e"
+QUESTIONS = 24
+
+
+@pytest.fixture(scope="module")
+def bucket(s3_server: str) -> str:
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    return BUCKET
+
+
+@pytest.fixture
+def evaluator_env(kube: client.ApiClient, namespace: str, bucket: str) -> None:
+    """The Secret the operator's evaluation Jobs take their S3 credentials from."""
+    secret = {
+        "metadata": {"name": EVALUATOR_ENV_SECRET},
+        "stringData": {"AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+                       "AWS_DEFAULT_REGION": "us-east-1"},
+    }  # fmt: skip
+    client.CoreV1Api(kube).create_namespaced_secret(namespace, secret)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # The evaluator runs on this machine, so a local path in the config is read as it is.
+    root = tmp_path_factory.mktemp("mt-bench")
+    questions = [
+        {"question_id": f"q{i}", "category": "writing", "turns": [f"Write about topic {i}.", "Shorter."]}
+        for i in range(QUESTIONS)
+    ]
+    (root / "question.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
+    return root
+
+
+def _custom(kube: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(kube)
+
+
+def deploy(kube: client.ApiClient, namespace: str, name: str, quality: int = 0) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name, "annotations": {ANSWER_QUALITY_ANNOTATION: str(quality)}},
+        "spec": {
+            "model": {"uri": "hf://llm-jp/llm-jp-4-8b"},
+            "serving": {"maxModelLen": 8192},
+            "resources": {"gpu": {"product": "NVIDIA-H100-80GB-HBM3"}},
+        },
+    }
+    _custom(kube).create_namespaced_custom_object(GROUP, VERSION, namespace, "modeldeployments", body)
+
+
+def eval_run(name: str, deployment: str, dataset: Path, bucket: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "EvalRun",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"deploymentRef": {"name": deployment}},
+            "benchmarks": [{"name": "mt-bench", "dataset": {"uri": str(dataset)}}],
+            # The stand-in of the judge deployment serves the double's judge models.
+            "judges": [{"name": "judge-a", "endpoint": f"http://judge.{spec.pop('ns')}.svc:8000/v1",
+                        "model": "judge-a"}],
+            "repeats": 1,
+            "timeoutSeconds": 10,
+            "retries": 0,
+            "storage": {"bucket": bucket},
+            **spec,
+        },
+    }  # fmt: skip
+
+
+def create_run(kube: client.ApiClient, namespace: str, body: dict[str, Any]) -> None:
+    _custom(kube).create_namespaced_custom_object(GROUP, VERSION, namespace, "evalruns", body)
+
+
+def get_run(kube: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = _custom(kube).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "evalruns", name
+    )
+    return found
+
+
+def wait_phase(
+    kube: client.ApiClient, namespace: str, name: str, phases: set[str], timeout_s: float = 180
+) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        run = get_run(kube, namespace, name)
+        return run if (run.get("status") or {}).get("phase") in phases else None
+
+    try:
+        return eventually(probe, timeout_s=timeout_s, what=f"EvalRun {name} in {phases}")
+    except AssertionError:
+        print(json.dumps(get_run(kube, namespace, name).get("status"), indent=1))
+        raise
+
+
+def condition(run: dict[str, Any], type_: str) -> dict[str, Any]:
+    found = [c for c in run["status"]["conditions"] if c["type"] == type_]
+    assert found, f"no {type_} condition in {run['status']}"
+    return dict(found[0])
+
+
+def test_an_eval_run_waits_for_its_deployment_runs_its_job_and_reports_scores(
+    kube: client.ApiClient,
+    namespace: str,
+    operator: InProcessOperator,
+    cluster: LocalCluster,
+    bucket: str,
+    mlflow_server: str,
+    dataset: Path,
+    evaluator_env: None,
+) -> None:
+    # The run exists before its deployment: it waits, naming what for.
+    create_run(kube, namespace, eval_run("first", "candidate", dataset, bucket, ns=namespace))
+    waiting = wait_phase(kube, namespace, "first", {"WaitingForTarget"}, timeout_s=60)
+    target = condition(waiting, "TargetReady")
+    assert target["status"] == "False" and target["reason"] == "WaitingForDeployment"
+    assert "candidate" in target["message"]
+
+    deploy(kube, namespace, "judge")
+    deploy(kube, namespace, "candidate")
+    run = wait_phase(kube, namespace, "first", {"Succeeded", "Failed", "Incomplete"}, timeout_s=240)
+    status = run["status"]
+    assert status["phase"] == "Succeeded", status
+    assert condition(run, "TargetReady")["reason"] == "DeploymentReady"
+    assert condition(run, "JobComplete")["status"] == "True"
+    score = status["scores"]["mt-bench"]
+    assert score["n"] == QUESTIONS and 1 <= score["mean"] <= 10
+    assert status["mlflowRunId"] and status["mlflowRunUrl"].endswith(status["mlflowRunId"])
+
+    # One Job, with the evaluator's command line and the Job settings of the spec and the operator.
+    jobs = client.BatchV1Api(kube).list_namespaced_job(namespace).items
+    assert [j.metadata.name for j in jobs] == [status["jobName"]]
+    container = jobs[0].spec.template.spec.containers[0]
+    assert container.args[:4] == ["eval", "run", "--config", "/etc/shinsa/evalrun.yaml"]
+    assert container.termination_message_policy == "FallbackToLogsOnError"
+    assert jobs[0].metadata.owner_references[0].name == "first"
+
+    # MLflow has the run the status names.
+    import mlflow
+
+    logged = mlflow.MlflowClient(mlflow_server).get_run(status["mlflowRunId"])
+    assert logged.data.tags["shinsa.status"] == "succeeded"
+
+    # kubectl get er shows the columns filled (EN = mt-bench's mean; JA empty without mt-bench-ja).
+    out = subprocess.run(
+        [str(tool_bin_dir() / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace,
+         "get", "er", "first", "--no-headers"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert out[0] == "first" and out[1] == "candidate" and out[2] == "Succeeded"
+    assert float(out[4]) == pytest.approx(score["mean"], abs=0.01)
+
+
+def test_the_gates_pass_a_clearly_better_candidate_and_fail_a_clearly_worse_one(
+    kube: client.ApiClient, namespace: str, operator: InProcessOperator, bucket: str, mlflow_server: str,
+    dataset: Path, evaluator_env: None,
+) -> None:  # fmt: skip
+    deploy(kube, namespace, "judge")
+    deploy(kube, namespace, "champion")
+    deploy(kube, namespace, "better", quality=2)
+    deploy(kube, namespace, "worse", quality=-2)
+    create_run(kube, namespace, eval_run("baseline", "champion", dataset, bucket, ns=namespace))
+    wait_phase(kube, namespace, "baseline", {"Succeeded"}, timeout_s=240)
+    gates = {
+        "baseline": {"evalRunRef": {"name": "baseline"}},
+        "minPairs": 20,
+        "rules": [{"type": "superiority", "benchmark": "mt-bench", "metric": "score"}],
+    }
+    for name in ("better", "worse"):
+        create_run(
+            kube, namespace, eval_run(f"{name}-eval", name, dataset, bucket, ns=namespace, gates=gates)
+        )
+    better = wait_phase(kube, namespace, "better-eval", {"Succeeded", "Failed", "Incomplete"}, timeout_s=240)
+    worse = wait_phase(kube, namespace, "worse-eval", {"Succeeded", "Failed", "Incomplete"}, timeout_s=240)
+    assert better["status"]["decision"] == "Passed", better["status"]
+    assert worse["status"]["decision"] == "Failed", worse["status"]
+    assert condition(better, "GatesEvaluated")["reason"] == "Passed"
+    (row,) = worse["status"]["gates"]
+    assert row["verdict"] == "Failed" and row["n"] == QUESTIONS and row["observed"] < 0 and row["explanation"]
+
+
+def test_a_baseline_that_does_not_exist_is_inconclusive_saying_why(
+    kube: client.ApiClient, namespace: str, operator: InProcessOperator, bucket: str, mlflow_server: str,
+    dataset: Path, evaluator_env: None,
+) -> None:  # fmt: skip
+    deploy(kube, namespace, "judge")
+    deploy(kube, namespace, "candidate", quality=2)
+    gates = {"baseline": {"evalRunRef": {"name": "nowhere"}},
+             "rules": [{"type": "superiority", "benchmark": "mt-bench", "metric": "score"}]}  # fmt: skip
+    create_run(kube, namespace, eval_run("lonely", "candidate", dataset, bucket, ns=namespace, gates=gates))
+    run = wait_phase(kube, namespace, "lonely", {"Succeeded", "Failed", "Incomplete"}, timeout_s=240)
+    assert run["status"]["decision"] == "Inconclusive"
+    assert "nowhere" in condition(run, "GatesEvaluated")["message"]
+
+
+def test_the_spec_is_immutable_and_a_bad_spec_is_refused_naming_the_field(
+    kube: client.ApiClient, namespace: str, crds: list[str], dataset: Path
+) -> None:
+    bad = eval_run("bad", "candidate", dataset, BUCKET, ns=namespace)
+    bad["spec"]["job"] = {"backoffLimit": 99}
+    with pytest.raises(ApiException) as refused:
+        create_run(kube, namespace, bad)
+    assert "spec.job.backoffLimit" in str(refused.value.body)
+
+    create_run(kube, namespace, eval_run("fixed", "candidate", dataset, BUCKET, ns=namespace))
+    with pytest.raises(ApiException) as immutable:
+        _custom(kube).patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, "evalruns", "fixed", {"spec": {"repeats": 2}}
+        )
+    assert "create a new EvalRun" in str(immutable.value.body)
