@@ -55,6 +55,9 @@ OPERATOR_ONLY = ("model.deploymentRef", "gates", "promote")
 before the engine runs, and applies gates and promotion to the results afterwards."""
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# MLflow 3's tag rules (mlflow/utils/validation.py: _validate_tag_name, MAX_TAG_VAL_LENGTH).
+_TAG_KEY = r"^[/\w.\- ]{1,250}$"
+_TAG_VALUE_LIMIT = 8000
 
 
 class EngineOptions(K8sModel):
@@ -70,6 +73,11 @@ class EngineOptions(K8sModel):
     the run ends, for readers without access to the output directory (the EvalRun controller)."""
     mlflow_run_name: str | None = Field(default=None, min_length=1, max_length=250)
     """The MLflow run's name. Default: `<servedName>-eval`."""
+    mlflow_tags: dict[str, str] = Field(default_factory=dict, max_length=64)
+    """Tags of the MLflow parent run besides the engine's own (`shinsa.kind`, `shinsa.status`,
+    `shinsa.exit_code`, `shinsa.model`, which take precedence). The operator sets
+    `shinsa.evalrun.namespace/name/uid` and, when it knows them, `shinsa.model.registered_name` and
+    `shinsa.model.version`, by which a baseline `mlflowModel: name@alias` is found."""
     model_api_key_env: str | None = Field(default=None, pattern=_ENV_NAME)
     """The variable holding the model endpoint's API key. Default: `SHINSA_MODEL_API_KEY` when
     `spec.model.apiKeySecretRef` is set, else none."""
@@ -82,6 +90,19 @@ class EngineOptions(K8sModel):
         for judge, name in self.judge_api_key_env.items():
             if not re.match(_ENV_NAME, name):
                 raise ValueError(f"judgeApiKeyEnv.{judge}: {name!r} is not a variable name")
+        return self
+
+    @model_validator(mode="after")
+    def _tag_names(self) -> EngineOptions:
+        # Checked here rather than refused by MLflow after the whole evaluation has run.
+        for key, value in self.mlflow_tags.items():
+            if not re.match(_TAG_KEY, key) or key.startswith("mlflow."):
+                raise ValueError(
+                    f"mlflowTags: {key!r} is not an MLflow tag name (up to 250 letters, digits, "
+                    "'_-. /', not starting with 'mlflow.')"
+                )
+            if len(value) > _TAG_VALUE_LIMIT:
+                raise ValueError(f"mlflowTags.{key}: longer than MLflow's {_TAG_VALUE_LIMIT} characters")
         return self
 
 

@@ -26,6 +26,27 @@ if TYPE_CHECKING:
 
 _PARAM_LIMIT = 6000
 
+# Tags of the parent run of an evaluation. The operator finds evaluations by them
+# (shinsa.registry.evaluations): the latest Succeeded one of a registered model's version is the
+# baseline `mlflowModel: name@alias` names.
+TAG_KIND = "shinsa.kind"
+"""`evaluation` on the parent run (its per-repeat children have no shinsa tags)."""
+TAG_STATUS = "shinsa.status"
+"""Succeeded or Incomplete (`results.RunStatus`)."""
+TAG_EXIT_CODE = "shinsa.exit_code"
+"""The exit status of `shinsa eval run` for these results: 0 or 3."""
+TAG_MODEL = "shinsa.model"
+"""The served model name evaluated."""
+TAG_EVALRUN_NAMESPACE = "shinsa.evalrun.namespace"
+TAG_EVALRUN_NAME = "shinsa.evalrun.name"
+TAG_EVALRUN_UID = "shinsa.evalrun.uid"
+"""The EvalRun that ran the evaluation; set by the operator through `engine.mlflowTags`."""
+TAG_REGISTERED_MODEL = "shinsa.model.registered_name"
+TAG_MODEL_VERSION = "shinsa.model.version"
+"""The registered model and version evaluated, when the operator knows them (`engine.mlflowTags`)."""
+ENGINE_TAGS = (TAG_KIND, TAG_STATUS, TAG_EXIT_CODE, TAG_MODEL)
+"""The tags the engine itself sets; `engine.mlflowTags` cannot override them."""
+
 
 def metric_name(*parts: str) -> str:
     """MLflow accepts letters, digits and `_-. :/` in metric names; other characters (for example a
@@ -132,6 +153,17 @@ def run_metrics(results: RunResults) -> dict[str, float]:
     return metrics
 
 
+def run_tags(config: EvalConfig, results: RunResults) -> dict[str, str]:
+    """The parent run's tags: `engine.mlflowTags` and the engine's own (ENGINE_TAGS)."""
+    return {
+        **config.engine.mlflow_tags,
+        TAG_KIND: "evaluation",
+        TAG_STATUS: results.status.value,
+        TAG_EXIT_CODE: str(int(exit_code_of(results.status))),
+        TAG_MODEL: config.served_name,
+    }
+
+
 def _items_table(items: Sequence[Item]) -> dict[str, list[Any]]:
     rows = [item.as_dict() for item in items]
     columns: dict[str, list[Any]] = {key: [] for key in (rows[0] if rows else {})}
@@ -177,14 +209,7 @@ def _log(
     mlflow.set_experiment(config.spec.mlflow.experiment)
     run_name = config.engine.mlflow_run_name or f"{config.served_name}-eval"
     with mlflow.start_run(run_name=run_name) as parent:
-        mlflow.set_tags(
-            {
-                "shinsa.kind": "evaluation",
-                "shinsa.status": results.status.value,
-                "shinsa.exit_code": str(int(exit_code_of(results.status))),
-                "shinsa.model": config.served_name,
-            }
-        )
+        mlflow.set_tags(run_tags(config, results))
         mlflow.log_params(run_params(config, benchmarks))
         mlflow.log_metrics(run_metrics(results))
         if items:
