@@ -164,7 +164,7 @@ def test_an_eval_run_waits_for_its_deployment_runs_its_job_and_reports_scores(
     import mlflow
 
     logged = mlflow.MlflowClient(mlflow_server).get_run(status["mlflowRunId"])
-    assert logged.data.tags["shinsa.status"] == "succeeded"
+    assert logged.data.tags["shinsa.status"] == "Succeeded"
 
     # kubectl get er shows the columns filled (EN = mt-bench's mean; JA empty without mt-bench-ja).
     out = subprocess.run(

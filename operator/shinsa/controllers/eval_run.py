@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -165,6 +166,11 @@ def failure_of(exit_code: int | None, message: str) -> tuple[EvalRunPhase, Reaso
 
 
 # -- the reconcile -------------------------------------------------------------------------------------
+
+
+def _time(value: Any) -> datetime | None:
+    # The Job's timestamps are RFC 3339 with a Z, which fromisoformat reads from Python 3.11 on.
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
 def _job_condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
@@ -376,7 +382,7 @@ def _follow(step: _Step, job: dict[str, Any], settings: OperatorSettings) -> Non
             scores=scores_of(results),
             mlflow_run_id=results.mlflow_run_id,
             mlflow_run_url=mlflow_run_url(tracking, results.mlflow_run_id),
-            completion_time=status.get("completionTime"),
+            completion_time=_time(status.get("completionTime")),
             conditions=step.condition(
                 Cond.JOB_COMPLETE, True, Reason.SUCCEEDED, f"{results.items} items, {results.errors} errors"
             ),
@@ -400,7 +406,7 @@ def _follow(step: _Step, job: dict[str, Any], settings: OperatorSettings) -> Non
         reason, message = Reason.JOB_PENDING, f"Job {name} waits for its pod"
     step.write(
         phase=EvalRunPhase.RUNNING,
-        start_time=step.status.start_time or status.get("startTime"),
+        start_time=step.status.start_time or _time(status.get("startTime")),
         conditions=step.condition(Cond.JOB_COMPLETE, None, reason, message),
     )
 
