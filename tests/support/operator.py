@@ -12,7 +12,6 @@ from shinsa.api import Toleration
 from shinsa.controllers.settings import OperatorSettings
 from shinsa.devcluster.local_runner import RUNNER_NODE_SELECTOR, RUNNER_TOLERATION
 
-
 EVALUATOR_ENV_SECRET = "shinsa-evaluator-env"
 
 
