@@ -108,7 +108,9 @@ def _resolve_path(schema: dict[str, Any], path: str) -> dict[str, Any] | None:
     for part in path.strip(".").split("."):
         if node is None:
             return None
-        node = node.get("properties", {}).get(part)
+        # A map's keys (status.scores.<benchmark>) are any name; its values have one schema.
+        properties = node.get("properties")
+        node = properties.get(part) if properties is not None else node.get("additionalProperties")
     return node
 
 

@@ -7,12 +7,10 @@ already hold, so a restarted operator continues where the last one stopped: the 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
-import tempfile
 from datetime import datetime
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import kopf
 from pydantic import ValidationError
@@ -35,8 +33,9 @@ from shinsa.controllers import kube
 from shinsa.controllers.eval_desired import EvalSettings, engine_config, results_uri, run_storage, secret_env
 from shinsa.controllers.settings import OperatorSettings, from_memo
 from shinsa.controllers.status import EventPolicy, ObjectLocks, StatusWriter, invalid_spec_message
-from shinsa.evaluation.results import ExitCode, ResultsError, RunResults, read_results
+from shinsa.evaluation.results import ExitCode, RunResults
 from shinsa.gates import GateDecision, evaluate_gates
+from shinsa.registry import evaluations
 from shinsa.render.job import EVAL_RUN_LABEL, JobDefaults, job_name, render_config_map, render_job
 
 PLURAL = "evalruns"
@@ -52,36 +51,18 @@ STATUS = StatusWriter(
     EventPolicy(expected_false=frozenset({Reason.WAITING_FOR_DEPLOYMENT})),
 )
 _locks = ObjectLocks()
+_log = logging.getLogger(__name__)
 
 
-class ResultsUnavailable(Exception):
-    """The results of a finished run cannot be read (yet)."""
+def _store(settings: OperatorSettings) -> evaluations.ResultsStore:
+    return evaluations.ResultsStore(
+        tracking_uri=settings.mlflow_tracking_uri, s3_endpoint_url=settings.s3_endpoint_url
+    )
 
 
-# -- the boundaries to the registry (shinsa.registry.evaluations, in progress) -----------------------
-
-
-def fetch_results(uri: str, endpoint_url: str | None) -> RunResults:
+def fetch_results(uri: str, settings: OperatorSettings) -> RunResults:
     """The typed results a run uploaded under `uri` (`s3://bucket/prefix`)."""
-    import boto3
-
-    parsed = urlparse(uri)
-    key = parsed.path.strip("/") + "/scores.json"
-    try:
-        body = (
-            boto3.client("s3", endpoint_url=endpoint_url)
-            .get_object(Bucket=parsed.netloc, Key=key)["Body"]
-            .read()
-        )
-    except Exception as exc:  # boto3's errors have no common base worth naming here
-        raise ResultsUnavailable(f"{uri}/scores.json: {exc}") from None
-    with tempfile.TemporaryDirectory(prefix="shinsa-results-") as tmp:
-        path = Path(tmp) / "scores.json"
-        path.write_bytes(body)
-        try:
-            return read_results(path)
-        except ResultsError as exc:
-            raise ResultsUnavailable(str(exc)) from None
+    return evaluations.fetch_results(_store(settings), results_uri=uri)
 
 
 def resolve_baseline(run: EvalRun, settings: OperatorSettings) -> tuple[RunResults | None, str]:
@@ -89,21 +70,43 @@ def resolve_baseline(run: EvalRun, settings: OperatorSettings) -> tuple[RunResul
     policy = run.spec.gates
     if policy is None or policy.baseline is None:
         return None, "no baseline"
-    ref = policy.baseline
-    if ref.eval_run_ref is not None:
-        described = f"EvalRun {ref.eval_run_ref.name}"
-        body = kube.get_custom(PLURAL, run.metadata.namespace or "", ref.eval_run_ref.name)
-        if body is None:
-            return None, f"{described}: not found"
-        baseline = EvalRun.from_body(body)
-        if baseline.status.phase != EvalRunPhase.SUCCEEDED or not baseline.status.results_uri:
-            return None, f"{described}: has no results (phase {baseline.status.phase})"
-        try:
-            return fetch_results(baseline.status.results_uri, settings.s3_endpoint_url), described
-        except ResultsUnavailable as exc:
-            return None, f"{described}: {exc}"
-    # MLflow baselines need the registry module.
-    return None, "MLflow baselines are not supported by this operator yet"
+
+    def lookup(namespace: str, name: str) -> EvalRunStatus | None:
+        body = kube.get_custom(PLURAL, namespace, name)
+        return None if body is None else EvalRun.from_body(body).status
+
+    described = evaluations.describe_baseline(policy.baseline)
+    try:
+        found = evaluations.resolve_baseline(
+            policy.baseline, run.metadata.namespace or "", lookup, _store(settings)
+        )
+    except evaluations.ResultsFetchError as exc:
+        return None, f"{described}: {exc}"
+    return found, described
+
+
+def _record_decision(
+    results: RunResults,
+    decision: GateDecision,
+    baseline: RunResults | None,
+    described: str | None,
+    settings: OperatorSettings,
+    tracking: str | None,
+) -> None:
+    # MLflow's copy of the decision; the status holds the decision of record, so an MLflow outage
+    # only costs the tags (logged), never a second, different decision.
+    if not results.mlflow_run_id or not tracking:
+        return
+    try:
+        evaluations.record_decision(
+            results.mlflow_run_id,
+            decision.model_dump(mode="json"),
+            baseline.mlflow_run_id if baseline else None,
+            tracking_uri=tracking,
+            baseline=described,
+        )
+    except evaluations.ResultsFetchError as exc:
+        _log.warning("tagging MLflow run %s with the decision failed: %s", results.mlflow_run_id, exc)
 
 
 # -- pure pieces --------------------------------------------------------------------------------------
@@ -292,6 +295,8 @@ def _gate(step: _Step, results: RunResults, settings: OperatorSettings) -> None:
             )
             return
     decision = evaluate_gates(policy, results, baseline)
+    tracking = step.run.spec.mlflow.tracking_uri or settings.mlflow_tracking_uri
+    _record_decision(results, decision, baseline, described, settings, tracking)
     step.write(
         phase=EvalRunPhase.SUCCEEDED,
         decision=decision.decision,
@@ -316,7 +321,7 @@ def reconcile_sync(body: dict[str, Any], settings: OperatorSettings) -> None:
     if step.status.phase == EvalRunPhase.GATING:
         # A restart while gating: the results were read already; read them again and decide.
         if step.status.results_uri:
-            _gate(step, fetch_results(step.status.results_uri, settings.s3_endpoint_url), settings)
+            _gate(step, fetch_results(step.status.results_uri, settings), settings)
         return
 
     job = kube.get_job(namespace, name)
@@ -371,8 +376,8 @@ def _follow(step: _Step, job: dict[str, Any], settings: OperatorSettings) -> Non
             _fail(step, EvalRunPhase.FAILED, Reason.JOB_FAILED, "no results bucket configured")
             return
         try:
-            results = fetch_results(step.status.results_uri, settings.s3_endpoint_url)
-        except ResultsUnavailable as exc:
+            results = fetch_results(step.status.results_uri, settings)
+        except evaluations.ResultsFetchError as exc:
             step.write(
                 conditions=step.condition(Cond.JOB_COMPLETE, None, Reason.RESULTS_UNAVAILABLE, str(exc))
             )
