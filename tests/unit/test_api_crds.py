@@ -199,7 +199,7 @@ def test_crd_names_and_subresources() -> None:
     ]
     assert columns == ["Model", "GPUs", "Layout", "Ready", "Endpoint", "Age"]
     columns = [c["name"] for c in er["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert columns == ["Model", "Phase", "Gate", "MLflow Run", "Age"]
+    assert columns == ["Model", "Phase", "JA", "EN", "Decision", "Age"]
     plan = md["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"][
         "plan"
     ]
