@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +31,17 @@ StateDir = Annotated[
 ]
 
 
+def evaluator_placement_env() -> dict[str, str]:
+    """The operator settings (docs/install.md) that send evaluation Jobs to the local runner's
+    node: its label as their nodeSelector, its taint among their tolerations."""
+    from shinsa.devcluster.local_runner import RUNNER_NODE_SELECTOR, RUNNER_TOLERATION
+
+    return {
+        "SHINSA_EVALUATOR_NODE_SELECTOR": json.dumps(RUNNER_NODE_SELECTOR),
+        "SHINSA_EVALUATOR_TOLERATIONS": json.dumps([RUNNER_TOLERATION]),
+    }
+
+
 @app.command()
 def up(
     nodes: Annotated[int, typer.Option(min=0, help="Simulated GPU nodes to create.")] = 2,
@@ -52,6 +65,15 @@ def up(
             "wait for ClusterQueue quota)."
         ),
     ] = False,
+    local_runner: Annotated[
+        bool,
+        typer.Option(
+            help="Also run the local runner: a node, local-runner, whose pods run for real as "
+            "processes on this machine (evaluation Jobs; it is tainted, so only pods that select "
+            "and tolerate it land there), and a stand-in OpenAI-compatible endpoint for every "
+            "ModelDeployment, reachable at its Service URL from those pods."
+        ),
+    ] = False,
     state_dir: StateDir = DEFAULT_STATE_DIR,
 ) -> None:
     """Start the control plane (building its binaries on first use) and create the nodes.
@@ -66,7 +88,7 @@ def up(
         NodePool("cpu-node", cpu_nodes, gpus=0),
     ]
     try:
-        state = cluster.up([p for p in pools if p.count], kueue=kueue)
+        state = cluster.up([p for p in pools if p.count], kueue=kueue, local_runner=local_runner)
     except (ClusterError, ProcessFailed) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -75,6 +97,11 @@ def up(
     console.print("  kubectl get nodes -L nvidia.com/gpu.product,nvidia.com/gpu.count")
     if kueue:
         console.print("  kueue runs: kubectl get clusterqueues,localqueues,workloads -A")
+    if local_runner:
+        runner_dir = cluster.state_dir / "local-runner"
+        console.print(f"  local runner: pods on node local-runner run here, logs in {runner_dir}")
+        placement = " ".join(f"{k}={shlex.quote(v)}" for k, v in evaluator_placement_env().items())
+        console.print(f"  evaluation Jobs go there with the operator settings: export {placement}")
     console.print("  stop it with: shinsa dev down")
 
 
