@@ -92,7 +92,8 @@ def test_dev_up_refuses_an_unknown_gpu_product_naming_the_option_before_starting
 
 
 def test_the_demo_runs_to_the_end_and_demo_down_stops_all_it_started(tmp_path: Path) -> None:
-    """`make demo` is `shinsa demo`: every example in the report, where to look next, how to stop."""
+    """`make demo` is `shinsa demo`: every example in the report, the example EvalRun's scores and
+    decision, where to look next, how to stop; `demo down` leaves no process behind."""
     import os
 
     from tests.support.waiting import eventually
@@ -109,13 +110,22 @@ def test_the_demo_runs_to_the_end_and_demo_down_stops_all_it_started(tmp_path: P
             env=env,
         )
         assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-        examples = [yaml.safe_load(p.read_text())["metadata"]["name"] for p in EXAMPLES.glob("*.yaml")]
+        examples = [yaml.safe_load(p.read_text()) for p in EXAMPLES.glob("*.yaml")]
         report = run.stdout
-        assert examples and all(name in report for name in examples), report
+        assert examples and all(doc["metadata"]["name"] in report for doc in examples), report
         assert "Ready" in report and "MLflow UI: http://127.0.0.1:" in report
         assert "shinsa demo down" in report
+        # The example EvalRun really ran its evaluator on the local runner against the stand-ins:
+        # scores for both benchmarks, its gates decided, and `kubectl get er` shows the columns.
+        (eval_run,) = [doc for doc in examples if doc["kind"] == "EvalRun"]
+        name, model = eval_run["metadata"]["name"], eval_run["spec"]["model"]["deploymentRef"]["name"]
+        assert f"Decision of {name}: Passed" in report, report
+        row = next(line.split() for line in report.splitlines() if line.startswith(f"{name} "))
+        assert row[1:3] == [model, "Succeeded"] and row[5] == "Passed", row
+        assert all(1 <= float(score) <= 10 for score in row[3:5]), row
         started = {p.stem: int(p.read_text().split()[0]) for p in (state / "pids").glob("*.pid")}
-        assert {"shinsa-operator", "mlflow", "kube-apiserver", "etcd", "kwok"} <= started.keys()
+        expected = {"shinsa-operator", "mlflow", "s3", "local-runner", "kube-apiserver", "etcd", "kwok"}
+        assert expected <= started.keys()
     finally:
         down = subprocess.run(
             [sys.executable, "-m", "shinsa.cli", "demo", "down", "--state-dir", str(state)],

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,6 +15,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from shinsa.commands.dev import evaluator_placement_env
 from shinsa.devcluster import processes
 from shinsa.devcluster.cluster import (
     ClusterError,
@@ -35,6 +38,20 @@ POOLS = [
     NodePool("gpu-node", 2, gpus=8, gpu_product="NVIDIA-H100-80GB-HBM3"),
     NodePool("cpu-node", 1, gpus=0),
 ]
+# One bucket of the local S3 server holds the example EvalRuns' datasets (under datasets/, copied
+# from examples/datasets/) and, as the operator's results bucket, their checkpoints and results.
+DEMO_BUCKET = "shinsa-demo"
+EVALUATOR_ENV_SECRET = "shinsa-evaluator-env"
+FINAL_PHASES = {"Succeeded", "Failed", "Incomplete"}
+# The condition that says what an EvalRun in a phase is doing or waiting for.
+PHASE_CONDITION = {
+    "WaitingForTarget": "TargetReady",
+    "Running": "JobComplete",
+    "Gating": "JobComplete",
+    "Failed": "JobComplete",
+    "Incomplete": "JobComplete",
+    "Succeeded": "GatesEvaluated",
+}
 
 
 def _step(message: str) -> None:
@@ -58,9 +75,15 @@ def _wait(probe: Any, timeout_s: float, what: str) -> None:
     raise ClusterError(f"timed out waiting for {what}")
 
 
-def _start_operator(state_dir: Path, kubeconfig: Path) -> None:
+def _start_operator(state_dir: Path, env: dict[str, str]) -> None:
+    # A running operator is kept only if it was started with these settings (a demo of an older
+    # checkout, say, ran it without the EvalRun ones).
+    recorded = state_dir / "shinsa-operator.env.json"
     if processes.alive(state_dir, "shinsa-operator"):
-        return
+        if recorded.exists() and json.loads(recorded.read_text()) == env:
+            return
+        processes.stop(state_dir, "shinsa-operator")
+    recorded.write_text(json.dumps(env, indent=2))
     processes.start(
         "shinsa-operator",
         [
@@ -73,8 +96,30 @@ def _start_operator(state_dir: Path, kubeconfig: Path) -> None:
             "--liveness-port=0",
         ],
         state_dir,
-        env={"KUBECONFIG": str(kubeconfig)},
+        env=env,
     )
+
+
+def _operator_env(kubeconfig: Path, mlflow_url: str, s3_url: str) -> dict[str, str]:
+    """What the operator needs to run EvalRuns here (docs/install.md): MLflow, the S3 server and
+    results bucket, credentials for it in the evaluator's Secret, and evaluation Jobs placed on
+    the local runner's node, the only one whose pods really run."""
+    from shinsa.devcluster.services import S3_ACCESS_KEY, S3_SECRET_KEY
+
+    return {
+        "KUBECONFIG": str(kubeconfig),
+        "MLFLOW_TRACKING_URI": mlflow_url,
+        "AWS_ENDPOINT_URL": s3_url,
+        # The operator reads the results the evaluator wrote.
+        "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "SHINSA_RESULTS_BUCKET": DEMO_BUCKET,
+        "SHINSA_EVALUATOR_ENV_SECRET": EVALUATOR_ENV_SECRET,
+        # A demo is watched: look at a waiting run every 5 s rather than every 30 s.
+        "SHINSA_EVALRUN_RESYNC_SECONDS": "5",
+        **evaluator_placement_env(),
+    }
 
 
 def _start_mlflow(state_dir: Path) -> str:
@@ -88,7 +133,58 @@ def _start_mlflow(state_dir: Path) -> str:
     return service.url
 
 
-def _apply_examples(examples: Path) -> list[str]:
+def _start_s3(state_dir: Path) -> str:
+    from shinsa.devcluster.services import start_s3
+
+    url_file = state_dir / "s3.url"
+    if processes.alive(state_dir, "s3") and url_file.exists():
+        return url_file.read_text().strip()
+    service = start_s3(state_dir)
+    url_file.write_text(service.url)
+    return service.url
+
+
+def _upload_datasets(s3_url: str, datasets: Path) -> int:
+    """Create the demo bucket and copy examples/datasets/ to s3://<bucket>/datasets/."""
+    import boto3
+
+    from shinsa.devcluster.services import S3_ACCESS_KEY, S3_SECRET_KEY
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_url,
+        aws_access_key_id=S3_ACCESS_KEY,
+        aws_secret_access_key=S3_SECRET_KEY,
+        region_name="us-east-1",
+    )
+    if DEMO_BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+        s3.create_bucket(Bucket=DEMO_BUCKET)
+    files = sorted(p for p in datasets.rglob("*") if p.is_file())
+    for path in files:
+        s3.upload_file(str(path), DEMO_BUCKET, f"datasets/{path.relative_to(datasets).as_posix()}")
+    return len(files)
+
+
+def _evaluator_secret() -> None:
+    """The Secret the evaluation Jobs take their S3 credentials from (SHINSA_EVALUATOR_ENV_SECRET)."""
+    from shinsa.controllers import kube
+    from shinsa.devcluster.services import S3_ACCESS_KEY, S3_SECRET_KEY
+
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": EVALUATOR_ENV_SECRET, "namespace": DEMO_NAMESPACE},
+            "stringData": {
+                "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+                "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+                "AWS_DEFAULT_REGION": "us-east-1",
+            },
+        }
+    )
+
+
+def _ensure_namespace() -> None:
     from kubernetes import client
 
     from shinsa.controllers import kube
@@ -96,14 +192,20 @@ def _apply_examples(examples: Path) -> list[str]:
     core = client.CoreV1Api(kube.api_client())
     if not core.list_namespace(field_selector=f"metadata.name={DEMO_NAMESPACE}").items:
         core.create_namespace({"metadata": {"name": DEMO_NAMESPACE}})
-    names = []
+
+
+def _apply_examples(examples: Path) -> dict[str, list[str]]:
+    """Apply every manifest in `examples` to the demo namespace; the names applied, by kind."""
+    from shinsa.controllers import kube
+
+    names: dict[str, list[str]] = {}
     for path in sorted(examples.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if not doc:
                 continue
             doc["metadata"]["namespace"] = DEMO_NAMESPACE
             kube.apply(doc)
-            names.append(doc["metadata"]["name"])
+            names.setdefault(doc["kind"], []).append(doc["metadata"]["name"])
     return names
 
 
@@ -117,6 +219,12 @@ def _settled(name: str) -> dict[str, Any] | None:
         return md
     scheduled = conditions.get("Scheduled", {})
     return md if scheduled.get("status") == "False" else None
+
+
+def _get(plural: str, name: str) -> dict[str, Any]:
+    from shinsa.controllers import kube
+
+    return kube.get_custom(plural, DEMO_NAMESPACE, name) or {}
 
 
 def _report(mds: dict[str, dict[str, Any]]) -> Table:
@@ -175,62 +283,200 @@ def _endpoints(mds: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _evaluator_progress(state_dir: Path, job: str | None) -> str:
+    """The evaluator's last progress line, read from its log where the local runner keeps it
+    (`<state>/local-runner/pods/<namespace>_<pod>_<uid>/<container>/<restart>.log`)."""
+    if not job:
+        return ""
+    logs = (state_dir / "local-runner" / "pods").glob(f"{DEMO_NAMESPACE}_{job}-*/*/*.log")
+    newest = max(logs, key=lambda p: p.stat().st_mtime, default=None)
+    if newest is None:
+        return ""
+    for line in reversed(newest.read_text(errors="replace").splitlines()[-50:]):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("event") == "progress":
+            return f"{record['benchmark']} {record['done']}/{record['total']} answered and judged"
+        if isinstance(record, dict) and record.get("event") in ("benchmark started", "benchmark finished"):
+            return f"{record['benchmark']}: {record['event'].removeprefix('benchmark ')}"
+    return ""
+
+
+def _run_state(state_dir: Path, run: dict[str, Any]) -> tuple[str, str]:
+    """An EvalRun's phase and a line saying what it is doing or waiting for."""
+    status = run.get("status") or {}
+    phase = str(status.get("phase") or "Pending")
+    conditions = {c["type"]: c for c in status.get("conditions", [])}
+    condition = conditions.get(PHASE_CONDITION.get(phase, ""), {})
+    detail = str(condition.get("message") or "")
+    if phase == "Running" and (progress := _evaluator_progress(state_dir, status.get("jobName"))):
+        detail = f"{detail}: {progress}" if detail else progress
+    return phase, detail
+
+
+def _follow_eval_runs(state_dir: Path, names: list[str], timeout_s: float) -> dict[str, dict[str, Any]]:
+    """Wait until every EvalRun is final, printing each change of what it does."""
+
+    started = time.monotonic()
+    shown: dict[str, tuple[str, str]] = {}
+    while True:
+        runs = {name: _get("evalruns", name) for name in names}
+        for name, run in runs.items():
+            now = _run_state(state_dir, run)
+            if shown.get(name) != now:
+                shown[name] = now
+                elapsed = time.monotonic() - started
+                console.print(f"  [dim]{elapsed:4.0f}s[/dim] {name}: [bold]{now[0]}[/bold] {now[1]}")
+        if all(phase in FINAL_PHASES for phase, _ in shown.values()):
+            return runs
+        if time.monotonic() - started > timeout_s:
+            raise ClusterError(f"timed out waiting for the EvalRun(s) {', '.join(names)} to finish")
+        time.sleep(1.0)
+
+
+def _number(value: Any, digits: int = 2) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _eval_report(name: str, run: dict[str, Any]) -> list[Table | str]:
+    status = run.get("status") or {}
+    scores = Table(title=f"EvalRun {name}: {status.get('model', '?')}, {status.get('phase', '?')}")
+    for column in ("benchmark", "mean", "std", "95% CI", "n"):
+        scores.add_column(column, justify="left" if column == "benchmark" else "right")
+    for benchmark, score in (status.get("scores") or {}).items():
+        interval = f"{_number(score.get('ciLow'))} – {_number(score.get('ciHigh'))}"
+        scores.add_row(
+            benchmark, _number(score["mean"]), _number(score.get("std")), interval, str(score["n"])
+        )
+    gates = Table(title=f"Gates of {name}")
+    for column in ("rule", "verdict", "observed", "bound", "why"):
+        gates.add_column(column, no_wrap=column != "why")
+    colour = {"Passed": "green", "Failed": "red"}
+    for row in status.get("gates") or []:
+        verdict = row.get("verdict", "?")
+        gates.add_row(
+            row.get("rule", ""),
+            f"[{colour.get(verdict, 'yellow')}]{verdict}[/]",
+            _number(row.get("observed")),
+            _number(row.get("bound")),
+            row.get("explanation", ""),
+        )
+    decision = status.get("decision")
+    if decision:
+        verdict = f"[bold {colour.get(decision, 'yellow')}]{decision}[/]"
+    else:
+        _, why = _run_state(Path(), run)
+        verdict = f"[red]none[/red] ({why})"
+    lines: list[Table | str] = [scores, gates] if status.get("gates") else [scores]
+    lines.append(f"[bold]Decision[/bold] of {name}: {verdict}")
+    if status.get("mlflowRunUrl"):
+        lines.append(f"  MLflow run: {status['mlflowRunUrl']}")
+    return lines
+
+
+def _kubectl_get_er(bin_dir: str, kubeconfig: str) -> str:
+    done = subprocess.run(
+        [f"{bin_dir}/kubectl", "--kubeconfig", kubeconfig, "get", "er", "-n", DEMO_NAMESPACE],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return (done.stdout or done.stderr).rstrip()
+
+
 @app.callback()
 def demo(
     ctx: typer.Context,
     examples: Annotated[
-        Path, typer.Option(help="Directory of ModelDeployment manifests to apply.")
+        Path,
+        typer.Option(
+            help="Directory of ModelDeployment and EvalRun manifests to apply; its datasets/ "
+            "folder is uploaded to s3://shinsa-demo/datasets/."
+        ),
     ] = DEFAULT_EXAMPLES,
     state_dir: Annotated[
         Path, typer.Option(help="Where the demo cluster keeps its state.", envvar="SHINSA_DEV_STATE_DIR")
     ] = DEFAULT_STATE_DIR,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the deployments to settle.")] = 180.0,
+    eval_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the EvalRuns to finish once the deployments settled.")
+    ] = 420.0,
 ) -> None:
-    """Start a local GPU cluster, MLflow and the operator; apply examples/; show what happened."""
+    """Start a local GPU cluster with the local runner, MLflow, S3 and the operator; apply
+    examples/ (ModelDeployments and an EvalRun); show what happened, with the EvalRun's scores and
+    gate decision."""
     if ctx.invoked_subcommand:
         return
     cluster = LocalCluster(state_dir, progress=lambda m: console.print(f"  [dim]{m}[/dim]"))
     try:
-        _step("starting the local control plane with two simulated 8×H100 nodes and a CPU node")
-        state = cluster.up(POOLS)
+        _step(
+            "starting the local control plane with two simulated 8×H100 nodes, a CPU node and the "
+            "local runner (evaluation pods run for real; stand-in endpoints for the models)"
+        )
+        state = cluster.up(POOLS, local_runner=True)
         os.environ["KUBECONFIG"] = state.kubeconfig
         _step("installing the Shinsa CRDs (generated from the pydantic models)")
         _install_crds()
-        _step("starting MLflow")
+        _step("starting MLflow and the S3 server (versitygw)")
         mlflow_url = _start_mlflow(cluster.state_dir)
+        s3_url = _start_s3(cluster.state_dir)
+        uploaded = _upload_datasets(s3_url, examples / "datasets")
+        console.print(f"  [dim]{uploaded} demo dataset file(s) in s3://{DEMO_BUCKET}/datasets/[/dim]")
         _step("starting the operator")
-        _start_operator(cluster.state_dir, cluster.kubeconfig)
+        _start_operator(cluster.state_dir, _operator_env(cluster.kubeconfig, mlflow_url, s3_url))
         _step(f"applying {examples}")
-        names = _apply_examples(examples)
+        _ensure_namespace()
+        _evaluator_secret()
+        applied = _apply_examples(examples)
+        names = applied.get("ModelDeployment", [])
+        eval_runs = applied.get("EvalRun", [])
         _step(f"waiting for {len(names)} ModelDeployment(s) to be planned, scheduled and Ready")
         _wait(lambda: all(_settled(n) for n in names), timeout, "the ModelDeployments to settle")
+        mds = {name: _get("modeldeployments", name) for name in names}
+        console.print(_report(mds))
+        console.print("[bold]Endpoints[/bold] (OpenAI-compatible, in-cluster)")
+        for line in _endpoints(mds):
+            console.print(line)
+        runs: dict[str, dict[str, Any]] = {}
+        if eval_runs:
+            _step(f"waiting for {len(eval_runs)} EvalRun(s) to run their evaluator and gates")
+            runs = _follow_eval_runs(cluster.state_dir, eval_runs, eval_timeout)
     except (ClusterError, processes.ProcessFailed) as exc:
         console.print(f"[red]error:[/red] {exc}")
         console.print(f"logs: {cluster.state_dir / 'logs'}")
         raise typer.Exit(1) from None
 
-    from shinsa.controllers import kube
-
-    mds = {name: kube.get_custom("modeldeployments", DEMO_NAMESPACE, name) or {} for name in names}
-    console.print(_report(mds))
-    console.print("[bold]Endpoints[/bold] (OpenAI-compatible, in-cluster)")
-    for line in _endpoints(mds):
-        console.print(line)
+    for name, run in runs.items():
+        for item in _eval_report(name, run):
+            console.print(item)
+    if runs:
+        console.print(f"[bold]kubectl get er -n {DEMO_NAMESPACE}[/bold]")
+        console.print(_kubectl_get_er(state.bin_dir, state.kubeconfig), markup=False, highlight=False)
     console.print()
     console.print("[bold]Look further[/bold]")
     console.print(f"  export KUBECONFIG={state.kubeconfig}")
-    console.print(f"  {state.bin_dir}/kubectl get modeldeployments -n {DEMO_NAMESPACE}")
+    console.print(f"  {state.bin_dir}/kubectl get modeldeployments,evalruns -n {DEMO_NAMESPACE}")
     console.print(f"  {state.bin_dir}/kubectl describe md llm-jp-4-32b-a3b-thinking -n {DEMO_NAMESPACE}")
+    for name in runs:
+        console.print(f"  {state.bin_dir}/kubectl describe er {name} -n {DEMO_NAMESPACE}")
     console.print(f"  {state.bin_dir}/kubectl get pods -n {DEMO_NAMESPACE} -o wide")
+    console.print(f"  evaluator logs: {cluster.state_dir / 'local-runner' / 'pods'}")
     console.print(f"  MLflow UI: {mlflow_url}")
     console.print(f"  operator log: {cluster.state_dir / 'logs' / 'shinsa-operator.log'}")
     console.print("[bold]Stop everything[/bold]: make demo-down   (or: shinsa demo down)")
+    unfinished = [name for name, run in runs.items() if (run.get("status") or {}).get("phase") != "Succeeded"]
+    if unfinished:
+        console.print(f"[red]not Succeeded:[/red] {', '.join(unfinished)}")
+        raise typer.Exit(1)
 
 
 @app.command()
 def down(
     state_dir: Annotated[Path, typer.Option(envvar="SHINSA_DEV_STATE_DIR")] = DEFAULT_STATE_DIR,
 ) -> None:
-    """Stop the demo's operator, MLflow and control plane."""
+    """Stop everything the demo started: the operator, the local runner (and the evaluator processes
+    it runs), MLflow, the S3 server and the control plane."""
     stopped = LocalCluster(state_dir).down()
     console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
