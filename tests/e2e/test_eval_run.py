@@ -167,13 +167,19 @@ def test_an_eval_run_waits_for_its_deployment_runs_its_job_and_reports_scores(
     assert logged.data.tags["shinsa.status"] == "Succeeded"
 
     # kubectl get er shows the columns filled (EN = mt-bench's mean; JA empty without mt-bench-ja).
-    out = subprocess.run(
+    header, row = subprocess.run(
         [str(tool_bin_dir() / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace,
-         "get", "er", "first", "--no-headers"],
+         "get", "er", "first"],
         capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    assert out[0] == "first" and out[1] == "candidate" and out[2] == "Succeeded"
-    assert float(out[4]) == pytest.approx(score["mean"], abs=0.01)
+    ).stdout.splitlines()  # fmt: skip
+    # Columns by their header's position: an empty cell (JA here) is blank, not a word.
+    starts = [header.index(name) for name in header.split()]
+    cells = {
+        name: row[start:end].strip()
+        for name, start, end in zip(header.split(), starts, [*starts[1:], None], strict=True)
+    }
+    assert cells["MODEL"] == "candidate" and cells["PHASE"] == "Succeeded" and cells["JA"] == ""
+    assert float(cells["EN"]) == pytest.approx(score["mean"], abs=0.01)
 
 
 def test_the_gates_pass_a_clearly_better_candidate_and_fail_a_clearly_worse_one(
