@@ -68,10 +68,8 @@ def up(
     local_runner: Annotated[
         bool,
         typer.Option(
-            help="Also run the local runner: a node, local-runner, whose pods run for real as "
-            "processes on this machine (evaluation Jobs; it is tainted, so only pods that select "
-            "and tolerate it land there), and a stand-in OpenAI-compatible endpoint for every "
-            "ModelDeployment, reachable at its Service URL from those pods."
+            help="Also run the local runner: node local-runner, whose pods (evaluation Jobs that select "
+            "and tolerate it) really run as processes here, and a stand-in endpoint per ModelDeployment."
         ),
     ] = False,
     state_dir: StateDir = DEFAULT_STATE_DIR,
