@@ -220,7 +220,9 @@ def test_what_the_operator_fills_in() -> None:
     assert bucket.engine.results_uri == "s3://runs/evalruns/models/candidate/5c8a/results"
 
     bare = with_value(with_value(FULL_SPEC, "mlflow", {}), "storage", {})
-    defaulted = engine_config(full_run(bare), ENDPOINT, EvalSettings(tracking_uri="http://mlflow.shinsa:5000"))
+    defaulted = engine_config(
+        full_run(bare), ENDPOINT, EvalSettings(tracking_uri="http://mlflow.shinsa:5000")
+    )
     assert defaulted.spec.mlflow.tracking_uri == "http://mlflow.shinsa:5000"
     assert defaulted.engine.checkpoint_uri is None  # under the output directory
     assert defaulted.engine.results_uri is None
