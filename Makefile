@@ -45,7 +45,7 @@ e2e: env tools ## e2e tests against the real local control plane, MLflow and S3
 test: env tools lint ## the whole suite: lint, unit and e2e tests
 	$(BIN)/pytest -m "unit or e2e"
 
-demo: env tools ## start a local GPU cluster, MLflow and the operator; apply examples/
+demo: env tools ## local GPU cluster, MLflow, S3, operator; apply examples/ and run the example EvalRun to its decision
 	$(BIN)/shinsa demo
 
 demo-down: env ## stop everything `make demo` started
