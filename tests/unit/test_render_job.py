@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from shinsa.api import EvalRun, SecretKeyRef, Toleration
-from shinsa.render.job import JobDefaults, job_name, render_config_map, render_job
+from shinsa.api import EvalRun, EvalRunPhase, SecretKeyRef, Toleration
+from shinsa.api.lifecycle import EvalRunReason
+from shinsa.controllers.eval_run import EXITS, failure_of
+from shinsa.evaluation.results import ExitCode
+from shinsa.render.job import ExitPolicy, JobDefaults, job_name, render_config_map, render_job
 
 pytestmark = pytest.mark.unit
 
@@ -35,7 +38,7 @@ def run(**job: object) -> EvalRun:
 
 def test_the_job_runs_the_evaluator_with_paths_on_its_command_line_and_keys_from_secrets() -> None:
     env = {"SHINSA_JUDGE_API_KEY_GPT": SecretKeyRef(name="openai", key="key")}
-    job = render_job(run(), "/var/run/shinsa/results", env, DEFAULTS)
+    job = render_job(run(), "/var/run/shinsa/results", env, DEFAULTS, exits=EXITS)
     assert job["metadata"]["name"] == job_name(run()) == "candidate-eval"
     assert job["metadata"]["ownerReferences"][0]["uid"] == "5c8a"
     pod = job["spec"]["template"]["spec"]
@@ -58,7 +61,7 @@ def test_spec_job_overrides_the_operators_defaults() -> None:
     evalrun = run(image="registry.example/shinsa:1", serviceAccountName="evaluator", nodeSelector={"a": "b"},
                   tolerations=[], queueName="evals", activeDeadlineSeconds=600, backoffLimit=0,
                   resources={"requests": {"cpu": "2"}})  # fmt: skip
-    job = render_job(evalrun, "/out", {}, DEFAULTS)
+    job = render_job(evalrun, "/out", {}, DEFAULTS, exits=EXITS)
     pod = job["spec"]["template"]["spec"]
     assert pod["containers"][0]["image"] == "registry.example/shinsa:1"
     assert pod["serviceAccountName"] == "evaluator"
@@ -73,3 +76,43 @@ def test_the_config_map_holds_the_engine_config_as_a_file() -> None:
     cm = render_config_map(run(), {"model": {"endpoint": "http://x/v1"}, "engine": {"outputDir": "/out"}})
     assert yaml.safe_load(cm["data"]["evalrun.yaml"])["engine"]["outputDir"] == "/out"
     assert cm["metadata"]["name"] == "candidate-eval"
+
+
+def test_exits_a_retry_cannot_change_fail_the_job_and_stops_are_retried_for_free() -> None:
+    job = render_job(run(), "/out", {}, DEFAULTS, exits=EXITS)
+    policy = job["spec"]["podFailurePolicy"]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"  # required by the policy
+    fail, stopped, disrupted = policy["rules"]
+    final = [ExitCode.CONFIG, ExitCode.INCOMPLETE]
+    assert fail == {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": "evaluator", "operator": "In", "values": final},
+    }
+    assert stopped["action"] == "Ignore" and stopped["onExitCodes"]["values"] == [ExitCode.TERMINATED]
+    assert disrupted == {
+        "action": "Ignore",
+        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+    }
+    # A crash matches no rule: it counts against backoffLimit and is retried.
+    assert all(ExitCode.CRASH not in r.get("onExitCodes", {}).get("values", []) for r in policy["rules"])
+    # The values are plain ints (the API server's JSON), ascending and unique as it requires.
+    values = ExitPolicy(final=(3, 2, 3), stopped=143)
+    rendered = render_job(run(), "/out", {}, DEFAULTS, exits=values)["spec"]["podFailurePolicy"]
+    assert rendered["rules"][0]["onExitCodes"]["values"] == [2, 3]
+    assert all(type(v) is int for r in rendered["rules"][:2] for v in r["onExitCodes"]["values"])
+
+
+@pytest.mark.parametrize(
+    ("code", "phase", "reason"),
+    [
+        (ExitCode.CONFIG, EvalRunPhase.FAILED, EvalRunReason.CONFIG_REFUSED),
+        (ExitCode.INCOMPLETE, EvalRunPhase.INCOMPLETE, EvalRunReason.INCOMPLETE),
+        (ExitCode.TERMINATED, EvalRunPhase.FAILED, EvalRunReason.STOPPED),
+        (ExitCode.CRASH, EvalRunPhase.FAILED, EvalRunReason.JOB_FAILED),
+        (None, EvalRunPhase.FAILED, EvalRunReason.JOB_FAILED),
+    ],
+)
+def test_a_failed_job_is_reported_by_the_evaluators_exit_code(
+    code: int | None, phase: EvalRunPhase, reason: EvalRunReason
+) -> None:
+    assert failure_of(code, "") == (phase, reason)

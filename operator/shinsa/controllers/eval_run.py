@@ -36,15 +36,23 @@ from shinsa.controllers.status import EventPolicy, ObjectLocks, StatusWriter, in
 from shinsa.evaluation.results import ExitCode, RunResults
 from shinsa.gates import GateDecision, evaluate_gates
 from shinsa.registry import evaluations
-from shinsa.render.job import EVAL_RUN_LABEL, JobDefaults, job_name, render_config_map, render_job
+from shinsa.render.job import (
+    EVAL_RUN_LABEL,
+    ExitPolicy,
+    JobDefaults,
+    job_name,
+    render_config_map,
+    render_job,
+)
 
 PLURAL = "evalruns"
 MD_PLURAL = "modeldeployments"
 APPLY_RETRY_S = 20
 TERMINAL = frozenset({EvalRunPhase.SUCCEEDED, EvalRunPhase.FAILED, EvalRunPhase.INCOMPLETE})
 MESSAGE_LIMIT = 1000
-# The evaluator stopped by SIGTERM (128 + 15) after flushing its checkpoint: a deleted pod.
-STOPPED_EXIT = 143
+# A refused config and too many failed requests end the Job at once (a retry changes neither); a
+# stopped evaluator resumes in the replacement pod.
+EXITS = ExitPolicy(final=(ExitCode.CONFIG, ExitCode.INCOMPLETE), stopped=ExitCode.TERMINATED)
 
 STATUS = StatusWriter(
     PLURAL,
@@ -163,7 +171,7 @@ def failure_of(exit_code: int | None, message: str) -> tuple[EvalRunPhase, Reaso
         return EvalRunPhase.INCOMPLETE, Reason.INCOMPLETE
     if exit_code == ExitCode.CONFIG:
         return EvalRunPhase.FAILED, Reason.CONFIG_REFUSED
-    if exit_code == STOPPED_EXIT:
+    if exit_code == ExitCode.TERMINATED:
         return EvalRunPhase.FAILED, Reason.STOPPED
     return EvalRunPhase.FAILED, Reason.JOB_FAILED
 
@@ -352,7 +360,9 @@ def reconcile_sync(body: dict[str, Any], settings: OperatorSettings) -> None:
         )
         try:
             kube.apply(render_config_map(run, config.to_k8s()))
-            job = kube.apply(render_job(run, config.engine.output_dir, secret_env(run), defaults))
+            job = kube.apply(
+                render_job(run, config.engine.output_dir, secret_env(run), defaults, exits=EXITS)
+            )
         except (kube.Rejected, kube.MissingAPI) as exc:
             step.write(conditions=step.condition(Cond.JOB_COMPLETE, None, Reason.JOB_REJECTED, str(exc)))
             raise kopf.TemporaryError(str(exc), delay=APPLY_RETRY_S) from None

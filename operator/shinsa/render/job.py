@@ -47,6 +47,20 @@ class JobDefaults:
     artifact credentials), optional: a platform with workload identity needs none."""
 
 
+@dataclass(frozen=True)
+class ExitPolicy:
+    """What the evaluator's exit codes mean to the Job controller (`podFailurePolicy`). The codes
+    are the engine's (`shinsa.evaluation.results.ExitCode`), passed in by the controller because
+    render, a sibling of the engine, does not import it."""
+
+    final: tuple[int, ...]
+    """Exits a retry cannot change (a refused config, too many failed requests): the Job fails at
+    once instead of running the evaluator again up to backoffLimit."""
+    stopped: int
+    """The exit of an evaluator stopped by SIGTERM after flushing its checkpoint: its pod was
+    deleted or evicted. The replacement resumes, and the stop does not count against backoffLimit."""
+
+
 def _identity(run: EvalRun) -> tuple[str, str, str]:
     name, namespace, uid = run.metadata.name, run.metadata.namespace, run.metadata.uid
     if not name or not namespace or not uid:
@@ -97,11 +111,41 @@ def _secret_env(name: str, ref: SecretKeyRef) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
 
 
+def pod_failure_policy(exits: ExitPolicy) -> dict[str, Any]:
+    """The Job's `podFailurePolicy` (batch/v1 of the pinned Kubernetes 1.34, GA there): rules are
+    matched in order and the first match decides, so only crashes (exit 1, OOM kills) count
+    against backoffLimit. A pod that is deleted, evicted or preempted is retried for free; with a
+    podFailurePolicy the Job controller creates its replacement only once it is terminal
+    (podReplacementPolicy Failed), so two evaluators never write one checkpoint at once. Requires
+    `restartPolicy: Never`."""
+
+    def on_exit(action: str, codes: tuple[int, ...]) -> dict[str, Any]:
+        # The API server requires the values ascending and unique.
+        values = sorted({int(code) for code in codes})
+        return {"action": action,
+                "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": values}}  # fmt: skip
+
+    return {
+        "rules": [
+            on_exit("FailJob", exits.final),
+            on_exit("Ignore", (exits.stopped,)),
+            # Evicted, preempted or its node gone: killed whatever its exit code.
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        ]
+    }
+
+
 def render_job(
-    run: EvalRun, output_dir: str, secret_env: dict[str, SecretKeyRef], defaults: JobDefaults
+    run: EvalRun,
+    output_dir: str,
+    secret_env: dict[str, SecretKeyRef],
+    defaults: JobDefaults,
+    *,
+    exits: ExitPolicy,
 ) -> dict[str, Any]:
     """The evaluation Job. `output_dir`: the engine config's results directory, an emptyDir here;
-    `secret_env`: variable -> Secret key (`eval_desired.secret_env`)."""
+    `secret_env`: variable -> Secret key (`eval_desired.secret_env`); `exits`: which exit codes
+    are final and which a stop (`pod_failure_policy`)."""
     spec = run.spec.job
     env: list[dict[str, Any]] = []
     if defaults.s3_endpoint_url:
@@ -138,6 +182,7 @@ def render_job(
     node_selector = spec.node_selector if spec.node_selector is not None else defaults.node_selector
     tolerations = spec.tolerations if spec.tolerations is not None else list(defaults.tolerations)
     pod: dict[str, Any] = {
+        # A retry is a new pod, which the Job counts; podFailurePolicy also requires Never.
         "restartPolicy": "Never",
         "serviceAccountName": spec.service_account_name or defaults.service_account,
         "containers": [container],
@@ -152,6 +197,7 @@ def render_job(
         pod["tolerations"] = [t.to_k8s() for t in tolerations]
     job_spec: dict[str, Any] = {
         "backoffLimit": spec.backoff_limit,
+        "podFailurePolicy": pod_failure_policy(exits),
         "template": {"metadata": {"labels": labels(run)}, "spec": pod},
     }
     if spec.active_deadline_seconds is not None:
