@@ -11,10 +11,19 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from shinsa.api import EvalJobSpec, EvalRun, EvalRunSpec, StorageSpec
+from shinsa.api import EvalJobSpec, EvalRun, EvalRunSpec, ModelDeployment, StorageSpec
 from shinsa.api.base import wire_name
-from shinsa.controllers.eval_desired import JOB_ONLY, EvalSettings, engine_config, secret_env
+from shinsa.controllers.eval_desired import (
+    JOB_ONLY,
+    EvalSettings,
+    ModelVersion,
+    engine_config,
+    secret_env,
+    served_version,
+)
 from shinsa.evaluation.config import OPERATOR_ONLY, parse_config
+from shinsa.registry.evaluations import evaluation_filter
+from shinsa.registry.models import RegisteredModel
 from tests.support.api_cases import with_value
 
 pytestmark = pytest.mark.unit
@@ -260,3 +269,42 @@ def test_the_job_reads_back_the_config_it_is_given(monkeypatch: pytest.MonkeyPat
     config = engine_config(full_run(), ENDPOINT, SETTINGS)
     assert parse_config(config.model_dump(mode="json", by_alias=True, exclude_none=True)) == config
     assert config.operator_only_fields() == []
+
+
+def deployment(uri: str, status_model: str | None = None) -> ModelDeployment:
+    return ModelDeployment.model_validate(
+        {
+            "metadata": {"name": "llm-jp-4-8b", "namespace": "models"},
+            "spec": {"model": {"uri": uri}, "resources": {"gpu": {"product": "NVIDIA-H100-80GB-HBM3"}}},
+            "status": {"model": status_model},
+        }
+    )
+
+
+def test_the_mlflow_run_is_tagged_with_the_eval_run_and_the_model_version_it_evaluated() -> None:
+    # The status as the ModelDeployment controller describes an alias it resolved.
+    resolved = RegisteredModel(name="llm-jp-4-8b", version="7", source="hf://llm-jp/llm-jp-4-8b").describe()
+    version = served_version(deployment("models:/llm-jp-4-8b@champion", resolved))
+    assert version == ModelVersion("llm-jp-4-8b", "7")
+    tags = engine_config(full_run(), ENDPOINT, SETTINGS, version=version).engine.mlflow_tags
+    assert tags == {
+        "shinsa.evalrun.namespace": "models",
+        "shinsa.evalrun.name": "candidate",
+        "shinsa.evalrun.uid": "5c8a",
+        "shinsa.model.registered_name": "llm-jp-4-8b",
+        "shinsa.model.version": "7",
+    }
+    # They are the tags a later run's `baseline.mlflowModel: llm-jp-4-8b@champion` searches for.
+    search = evaluation_filter("llm-jp-4-8b", "7")
+    assert all(f"tags.`{key}` = '{tags[key]}'" in search
+               for key in ("shinsa.model.registered_name", "shinsa.model.version"))  # fmt: skip
+
+
+def test_the_version_is_known_only_from_a_registry_uri_and_its_resolution() -> None:
+    assert served_version(deployment("models:/llm-jp-4-8b/3")) == ModelVersion("llm-jp-4-8b", "3")
+    assert served_version(deployment("models:/llm-jp-4-8b@champion")) is None  # not resolved yet
+    other = RegisteredModel(name="other", version="2", source="hf://x/y").describe()
+    assert served_version(deployment("models:/llm-jp-4-8b@champion", other)) is None
+    assert served_version(deployment("hf://llm-jp/llm-jp-4-8b", "hf://llm-jp/llm-jp-4-8b")) is None
+    tags = engine_config(full_run(), ENDPOINT, SETTINGS).engine.mlflow_tags
+    assert set(tags) == {"shinsa.evalrun.namespace", "shinsa.evalrun.name", "shinsa.evalrun.uid"}

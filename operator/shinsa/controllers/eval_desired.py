@@ -9,11 +9,19 @@ kubernetes client, no I/O.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from shinsa.api import EvalRun, SecretKeyRef
+from shinsa.api import EvalRun, ModelDeployment, SecretKeyRef
 from shinsa.evaluation.config import MODEL_KEY_ENV, OPERATOR_ONLY, EvalConfig, judge_key_env
+from shinsa.evaluation.mlflow_log import (
+    TAG_EVALRUN_NAME,
+    TAG_EVALRUN_NAMESPACE,
+    TAG_EVALRUN_UID,
+    TAG_MODEL_VERSION,
+    TAG_REGISTERED_MODEL,
+)
 
 DEFAULT_OUTPUT_DIR = "/var/run/shinsa/results"
 
@@ -34,6 +42,48 @@ class EvalSettings:
     in the output directory, lost with the pod (and the operator cannot read the results)."""
     output_dir: str = DEFAULT_OUTPUT_DIR
     """The results directory inside the evaluation Job."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """The registered model version a ModelDeployment serves."""
+
+    name: str
+    version: str
+
+
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@[^/@]+|/(?P<version>[0-9]+))$")
+# How the ModelDeployment controller describes a resolved `models:/` URI in `status.model`
+# (`shinsa.registry.models.RegisteredModel.describe`): `<source> (registered model <name> version <v>)`.
+_RESOLVED = re.compile(r"\(registered model (?P<name>[^ ]+) version (?P<version>[0-9]+)\)$")
+
+
+def served_version(md: ModelDeployment) -> ModelVersion | None:
+    """The registered model and version `md` serves: a `models:/name/version` URI names them, a
+    `models:/name@alias` one is resolved in the status (the version the alias pointed at when the
+    deployment last reconciled). None for other sources, or an alias not resolved yet."""
+    uri = _MODELS_URI.match(md.spec.model.uri)
+    if uri is None:
+        return None
+    if uri["version"] is not None:
+        return ModelVersion(uri["name"], uri["version"])
+    resolved = _RESOLVED.search(md.status.model or "")
+    if resolved is None or resolved["name"] != uri["name"]:
+        return None
+    return ModelVersion(resolved["name"], resolved["version"])
+
+
+def mlflow_tags(run: EvalRun, version: ModelVersion | None) -> dict[str, str]:
+    """The MLflow parent run's tags that name the EvalRun and the model version it evaluated: a
+    later baseline `mlflowModel: name@alias` finds this evaluation by the last two
+    (`shinsa.registry.evaluations.evaluation_filter`)."""
+    meta = run.metadata
+    known = {TAG_EVALRUN_NAMESPACE: meta.namespace, TAG_EVALRUN_NAME: meta.name, TAG_EVALRUN_UID: meta.uid}
+    tags = {key: value for key, value in known.items() if value}
+    if version is not None:
+        tags[TAG_REGISTERED_MODEL] = version.name
+        tags[TAG_MODEL_VERSION] = version.version
+    return tags
 
 
 def _drop(wire: dict[str, Any], path: str) -> None:
@@ -73,12 +123,19 @@ def results_uri(storage: str) -> str:
 
 
 def engine_config(
-    run: EvalRun, endpoint: str, settings: EvalSettings, *, served_name: str | None = None
+    run: EvalRun,
+    endpoint: str,
+    settings: EvalSettings,
+    *,
+    served_name: str | None = None,
+    version: ModelVersion | None = None,
 ) -> EvalConfig:
     """The engine config the evaluation Job of `run` runs.
 
     `endpoint` is the base URL the model is reached at (a deploymentRef's Service, or the spec's own
-    endpoint); `served_name` the deployment's served name, used when the spec names none.
+    endpoint); `served_name` the deployment's served name, used when the spec names none;
+    `version` the registered model version the deployment serves (`served_version`), tagged on the
+    MLflow run.
     Raises ValueError when the served name is unknown, and pydantic's ValidationError when the
     result is not runnable.
     """
@@ -98,6 +155,7 @@ def engine_config(
         engine["resultsUri"] = results_uri(storage)
     if run.metadata.name:
         engine["mlflowRunName"] = run.metadata.name
+    engine["mlflowTags"] = mlflow_tags(run, version)
     # API keys: the engine's defaults (MODEL_KEY_ENV, judge_key_env) are the variables the Job sets
     # from the Secret refs (`secret_env`), so no key variable is named here.
     return EvalConfig.model_validate({**wire, "engine": engine})

@@ -30,7 +30,15 @@ from shinsa.api.lifecycle import EvalRunCondition as Cond
 from shinsa.api.lifecycle import EvalRunReason as Reason
 from shinsa.api.lifecycle import ModelDeploymentCondition
 from shinsa.controllers import kube
-from shinsa.controllers.eval_desired import EvalSettings, engine_config, results_uri, run_storage, secret_env
+from shinsa.controllers.eval_desired import (
+    EvalSettings,
+    ModelVersion,
+    engine_config,
+    results_uri,
+    run_storage,
+    secret_env,
+    served_version,
+)
 from shinsa.controllers.settings import OperatorSettings, from_memo
 from shinsa.controllers.status import EventPolicy, ObjectLocks, StatusWriter, invalid_spec_message
 from shinsa.evaluation.results import ExitCode, RunResults
@@ -233,15 +241,16 @@ class _Step:
         )
 
 
-def _target(step: _Step) -> tuple[str, str | None] | None:
-    """(endpoint, served name of a deployment), or None after reporting what the run waits for."""
+def _target(step: _Step) -> tuple[str, str | None, ModelVersion | None] | None:
+    """(endpoint, served name of a deployment, the registered version it serves), or None after
+    reporting what the run waits for."""
     model = step.run.spec.model
     if model.endpoint is not None:
         step.write(
             conditions=step.condition(Cond.TARGET_READY, True, Reason.ENDPOINT_GIVEN, model.endpoint),
             model=model.served_name,
         )
-        return model.endpoint, None
+        return model.endpoint, None, None
     assert model.deployment_ref is not None  # a CEL rule: exactly one of the two
     name = model.deployment_ref.name
     body = kube.get_custom(MD_PLURAL, step.run.metadata.namespace or "", name)
@@ -259,7 +268,7 @@ def _target(step: _Step) -> tuple[str, str | None] | None:
                 ),
                 model=model.served_name or served,
             )
-            return md.status.endpoint, served
+            return md.status.endpoint, served, served_version(md)
         waiting += " is not Ready" + (f" ({ready.reason}: {ready.message})" if ready else "")
     step.write(
         phase=EvalRunPhase.WAITING_FOR_TARGET,
@@ -340,12 +349,12 @@ def reconcile_sync(body: dict[str, Any], settings: OperatorSettings) -> None:
         target = _target(step)
         if target is None:
             return
-        endpoint, served = target
+        endpoint, served, version = target
         eval_settings = EvalSettings(
             tracking_uri=settings.mlflow_tracking_uri, results_bucket=settings.results_bucket
         )
         try:
-            config = engine_config(run, endpoint, eval_settings, served_name=served)
+            config = engine_config(run, endpoint, eval_settings, served_name=served, version=version)
         except (ValueError, ValidationError) as exc:
             _fail(step, EvalRunPhase.FAILED, Reason.CONFIG_INVALID, str(exc))
             return
