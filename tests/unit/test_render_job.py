@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from shinsa.api import EvalRun, EvalRunPhase, SecretKeyRef, Toleration
-from shinsa.api.lifecycle import EvalRunReason
-from shinsa.controllers.eval_run import EXITS, failure_of
+from shinsa.api import EvalRun, SecretKeyRef, Toleration
+from shinsa.controllers.eval_run import EXITS
 from shinsa.evaluation.results import ExitCode
 from shinsa.render.job import ExitPolicy, JobDefaults, job_name, render_config_map, render_job
 
@@ -100,19 +99,3 @@ def test_exits_a_retry_cannot_change_fail_the_job_and_stops_are_retried_for_free
     rendered = render_job(run(), "/out", {}, DEFAULTS, exits=values)["spec"]["podFailurePolicy"]
     assert rendered["rules"][0]["onExitCodes"]["values"] == [2, 3]
     assert all(type(v) is int for r in rendered["rules"][:2] for v in r["onExitCodes"]["values"])
-
-
-@pytest.mark.parametrize(
-    ("code", "phase", "reason"),
-    [
-        (ExitCode.CONFIG, EvalRunPhase.FAILED, EvalRunReason.CONFIG_REFUSED),
-        (ExitCode.INCOMPLETE, EvalRunPhase.INCOMPLETE, EvalRunReason.INCOMPLETE),
-        (ExitCode.TERMINATED, EvalRunPhase.FAILED, EvalRunReason.STOPPED),
-        (ExitCode.CRASH, EvalRunPhase.FAILED, EvalRunReason.JOB_FAILED),
-        (None, EvalRunPhase.FAILED, EvalRunReason.JOB_FAILED),
-    ],
-)
-def test_a_failed_job_is_reported_by_the_evaluators_exit_code(
-    code: int | None, phase: EvalRunPhase, reason: EvalRunReason
-) -> None:
-    assert failure_of(code, "") == (phase, reason)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from shinsa.api import (
     ModelDeployment,
 )
 from shinsa.api.conditions import get_condition, set_condition
+from shinsa.api.gates import BaselineRef
 from shinsa.api.lifecycle import EvalRunCondition as Cond
 from shinsa.api.lifecycle import EvalRunReason as Reason
 from shinsa.api.lifecycle import ModelDeploymentCondition
@@ -81,24 +83,14 @@ def fetch_results(uri: str, settings: OperatorSettings) -> RunResults:
     return evaluations.fetch_results(_store(settings), results_uri=uri)
 
 
-def resolve_baseline(run: EvalRun, settings: OperatorSettings) -> tuple[RunResults | None, str]:
-    """The baseline's results and a description of it; (None, why) when it cannot be found or read."""
-    policy = run.spec.gates
-    if policy is None or policy.baseline is None:
-        return None, "no baseline"
+def resolve_baseline(run: EvalRun, ref: BaselineRef, settings: OperatorSettings) -> RunResults:
+    """The results of the baseline `ref` of `run`; raises `evaluations.ResultsFetchError`."""
 
     def lookup(namespace: str, name: str) -> EvalRunStatus | None:
         body = kube.get_custom(PLURAL, namespace, name)
         return None if body is None else EvalRun.from_body(body).status
 
-    described = evaluations.describe_baseline(policy.baseline)
-    try:
-        found = evaluations.resolve_baseline(
-            policy.baseline, run.metadata.namespace or "", lookup, _store(settings)
-        )
-    except evaluations.ResultsFetchError as exc:
-        return None, f"{described}: {exc}"
-    return found, described
+    return evaluations.resolve_baseline(ref, run.metadata.namespace or "", lookup, _store(settings))
 
 
 def _record_decision(
@@ -171,6 +163,36 @@ def mlflow_run_url(tracking_uri: str | None, run_id: str | None) -> str | None:
     if not tracking_uri or not run_id or not tracking_uri.startswith(("http://", "https://")):
         return None
     return f"{tracking_uri.rstrip('/')}/#/runs/{run_id}"
+
+
+@dataclass(frozen=True)
+class BaselineProblem:
+    """A baseline that could not be had, as the run reports it."""
+
+    retry: bool
+    """MLflow or S3 did not answer: the run stays Gating and asks again. Otherwise the baseline
+    does not exist or is not usable, which asking again does not change: the decision is
+    Inconclusive."""
+    message: str
+
+
+def baseline_problem(
+    ref: BaselineRef, namespace: str, error: evaluations.ResultsFetchError
+) -> BaselineProblem:
+    """How the failure to read the baseline `ref` is reported. The registry's messages start with
+    what they looked for; the baseline as the policy names it goes in front only when that was
+    something else (the S3 object or MLflow run an EvalRun or alias led to)."""
+    own = {
+        f"EvalRun {namespace}/{ref.eval_run_ref.name}" if ref.eval_run_ref else None,
+        f"MLflow run {ref.mlflow_run_id}" if ref.mlflow_run_id else None,
+        f"mlflowModel {ref.mlflow_model}" if ref.mlflow_model else None,
+    }
+    text = str(error)
+    if error.source not in own:
+        text = f"{evaluations.describe_baseline(ref)}: {text}"
+    if error.retryable:
+        return BaselineProblem(True, f"baseline unavailable, retrying: {text}")
+    return BaselineProblem(False, f"baseline unavailable: {text}")
 
 
 def failure_of(exit_code: int | None, message: str) -> tuple[EvalRunPhase, Reason]:
@@ -301,14 +323,24 @@ def _gate(step: _Step, results: RunResults, settings: OperatorSettings) -> None:
     baseline: RunResults | None = None
     described: str | None = None
     if policy.baseline is not None:
-        baseline, described = resolve_baseline(step.run, settings)
-        if baseline is None:
-            message = f"baseline unavailable: {described}"
+        described = evaluations.describe_baseline(policy.baseline)
+        try:
+            baseline = resolve_baseline(step.run, policy.baseline, settings)
+        except evaluations.ResultsFetchError as exc:
+            problem = baseline_problem(policy.baseline, step.run.metadata.namespace or "", exc)
+            if problem.retry:
+                # Still Gating: the resync (and kopf, for the create handler) asks again.
+                step.write(
+                    conditions=step.condition(
+                        Cond.GATES_EVALUATED, None, Reason.RESULTS_UNAVAILABLE, problem.message
+                    )
+                )
+                raise kopf.TemporaryError(problem.message, delay=APPLY_RETRY_S) from None
             step.write(
                 phase=EvalRunPhase.SUCCEEDED,
                 decision=GateVerdict.INCONCLUSIVE,
                 baseline=None,
-                conditions=step.condition(Cond.GATES_EVALUATED, True, Reason.INCONCLUSIVE, message),
+                conditions=step.condition(Cond.GATES_EVALUATED, True, Reason.INCONCLUSIVE, problem.message),
             )
             return
     decision = evaluate_gates(policy, results, baseline)
