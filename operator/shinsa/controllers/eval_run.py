@@ -451,7 +451,8 @@ def _follow(step: _Step, job: dict[str, Any], settings: OperatorSettings) -> Non
         phase, reason = failure_of(exit_code, message)
         why = failed.get("reason") or "Failed"
         text = f"Job {name} {why}" + (f", exit code {exit_code}" if exit_code is not None else "")
-        _fail(step, phase, reason, f"{text}: {message}" if message else text)
+        # A log tail (FallbackToLogsOnError) ends with why: keep its end within the message limit.
+        _fail(step, phase, reason, f"{text}: {message[len(text) + 2 - MESSAGE_LIMIT :]}" if message else text)
         return
     if job.get("spec", {}).get("suspend"):
         queue = job["metadata"].get("labels", {}).get("kueue.x-k8s.io/queue-name", "")
