@@ -6,6 +6,9 @@ the deployment's served name (`spec.model.servedName`, else the resource name) p
 judge models. The annotation `dev.shinsa.dev/answer-quality: "<k>"` on a ModelDeployment gives its
 answers the double's quality marker, so its judged scores are k points above (or below) an
 unannotated deployment's on every question; it may be changed while the stand-in runs.
+`dev.shinsa.dev/judge-fault-status: "<http status>"` makes the stand-in answer every chat request
+for its judge models with that status while the annotation is there (`GET /v1/models` still
+answers, so an evaluator's preflight passes and its judgments fail): a judge that breaks mid-run.
 
 Cluster DNS does not exist here: a process on this machine cannot resolve the Service URL the
 operator writes into `status.endpoint` (`shinsa.render.endpoint_url`,
@@ -34,12 +37,13 @@ from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from shinsa.api import GROUP, VERSION, ModelDeployment
-from shinsa.devcluster.openai_double import FakeOpenAI
+from shinsa.devcluster.openai_double import FakeOpenAI, Fault
 from shinsa.render import endpoint_url
 
 log = logging.getLogger("shinsa.devcluster.model_endpoints")
 
 ANSWER_QUALITY_ANNOTATION = "dev.shinsa.dev/answer-quality"
+JUDGE_FAULT_ANNOTATION = "dev.shinsa.dev/judge-fault-status"
 # Hosts a pod reaches directly: the dev cluster's own servers (API server, MLflow, S3) listen there.
 NO_PROXY = "localhost,127.0.0.1,::1"
 _MAX_HEAD = 64 * 1024
@@ -58,6 +62,7 @@ class StandIn:
     name: str
     route: tuple[str, int]
     double: FakeOpenAI
+    judge_fault: Fault | None = None
 
     @property
     def url(self) -> str:
@@ -295,17 +300,34 @@ class ModelEndpoints:
             stand_in.route = route
             stand_in.double.model = served
             stand_in.double.answer_quality = {served: quality} if quality else {}
+            self._set_judge_fault(stand_in, self._int_annotation(meta, JUDGE_FAULT_ANNOTATION))
 
-    def _quality(self, meta: dict[str, Any]) -> int:
-        text = (meta.get("annotations") or {}).get(ANSWER_QUALITY_ANNOTATION)
+    @staticmethod
+    def _set_judge_fault(stand_in: StandIn, status: int | None) -> None:
+        # Every MD event comes here: change the fault only when the annotation's value changed.
+        current = stand_in.judge_fault.status if stand_in.judge_fault else None
+        if status == current:
+            return
+        double = stand_in.double
+        if stand_in.judge_fault is not None:
+            with double._lock, contextlib.suppress(ValueError):
+                double.faults.remove(stand_in.judge_fault)
+        stand_in.judge_fault = (
+            double.add_fault("status", count=2**62, target="judge", status=status) if status else None
+        )
+
+    def _int_annotation(self, meta: dict[str, Any], key: str) -> int | None:
+        text = (meta.get("annotations") or {}).get(key)
         if text is None:
-            return 0
+            return None
         try:
             return int(text)
         except ValueError:
-            name = f"{meta['namespace']}/{meta['name']}"
-            log.warning("%s: %s=%r is not an integer; ignored", name, ANSWER_QUALITY_ANNOTATION, text)
-            return 0
+            log.warning("%s/%s: %s=%r is not an integer; ignored", meta["namespace"], meta["name"], key, text)
+            return None
+
+    def _quality(self, meta: dict[str, Any]) -> int:
+        return self._int_annotation(meta, ANSWER_QUALITY_ANNOTATION) or 0
 
     def _remove(self, uid: str) -> None:
         with self._lock:
