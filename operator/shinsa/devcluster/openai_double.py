@@ -14,7 +14,8 @@ It serves `GET /v1/models` and `POST /v1/chat/completions` (plain and streamed) 
 - Faults: HTTP statuses with Retry-After, delays (for timeouts), malformed ratings, dropped
   connections, each for the next N matching requests.
 - `latency_s` and `max_concurrency` model a GPU server's fixed service time and batch limit;
-  `requests` counts chat requests, and `log` records each one with its `X-Shinsa-Item` header.
+  `requests` counts chat requests, and `log` records each one with its `X-Shinsa-Item` and
+  `Authorization` headers (any API key is accepted).
 
 Run standalone: `python -m shinsa.devcluster.openai_double --port 8000 --latency 0.05`
 (or `python tests/support/openai_server.py`, which re-exports this module for the tests).
@@ -76,6 +77,9 @@ class Logged:
     outcome: str
     time: float
     messages: list[dict[str, Any]] = field(default_factory=list)
+    authorization: str | None = None
+    """The request's Authorization header: which API key the client sent. Never checked, so any key
+    (or none) is accepted."""
 
 
 class FakeOpenAI:
@@ -300,7 +304,14 @@ class _Handler(BaseHTTPRequestHandler):
         stream = bool(body.get("stream"))
         target = double.target_of(model)
         record = Logged(
-            model, target, item, stream, "ok", time.time(), messages if double.keep_messages else []
+            model,
+            target,
+            item,
+            stream,
+            "ok",
+            time.time(),
+            messages if double.keep_messages else [],
+            self.headers.get("Authorization"),
         )
         with double._lock:
             double.log.append(record)
