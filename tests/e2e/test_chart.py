@@ -152,13 +152,46 @@ def test_template_renders_a_locked_down_operator_with_probes_and_metrics(helm: H
     # Least privilege, in shape: no wildcards, no secrets, nothing beyond read at cluster scope.
     rules = rules_of(docs)
     assert not any("*" in r["verbs"] or "*" in r["resources"] or "*" in r["apiGroups"] for r in rules)
-    assert not any(res in r["resources"] for r in rules for res in ("secrets", "configmaps", "namespaces"))
+    assert not any(res in r["resources"] for r in rules for res in ("secrets", "namespaces"))
+    # ConfigMaps only written (an EvalRun's engine config), never read: no one else's is seen.
+    assert {v for r in rules if "configmaps" in r["resources"] for v in r["verbs"]} == {"create", "patch"}
     cluster = only(docs, "ClusterRole", "shinsa-cluster")
     assert {v for r in cluster["rules"] for v in r["verbs"]} <= {"list", "watch"}
     for binding in (d for d in docs if d["kind"] == "ClusterRoleBinding"):
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": "shinsa", "namespace": "shinsa-system"}
         ]
+
+
+def test_evaluation_values_become_the_operators_evaluator_settings(helm: Helm) -> None:
+    from shinsa.controllers.settings import OperatorSettings
+
+    def settings(*args: str) -> OperatorSettings:
+        (container,) = only(render(helm, *args), "Deployment")["spec"]["template"]["spec"]["containers"]
+        return OperatorSettings.from_env({e["name"]: e["value"] for e in container["env"] if "value" in e})
+
+    chosen = settings(
+        "--set", "evaluation.resultsBucket=team-evals", "--set", "evaluation.s3EndpointUrl=http://minio:9000",
+        "--set", "evaluation.envSecret=s3-credentials", "--set", "evaluation.serviceAccount=evaluator",
+        "--set-json", 'evaluation.nodeSelector={"pool":"cpu"}',
+        "--set-json", 'evaluation.tolerations=[{"key":"batch","operator":"Exists","effect":"NoSchedule"}]',
+        "--set", "image.repository=registry.example/shinsa", "--set", "image.tag=1.2.3",
+    )  # fmt: skip
+    assert chosen.results_bucket == "team-evals" and chosen.s3_endpoint_url == "http://minio:9000"
+    assert chosen.evaluator_env_secret == "s3-credentials"
+    assert chosen.evaluator_service_account == "evaluator"
+    assert chosen.evaluator_node_selector == {"pool": "cpu"}
+    assert [t.to_k8s() for t in chosen.evaluator_tolerations] == [
+        {"key": "batch", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    # The evaluator runs the operator's own image unless told otherwise.
+    assert chosen.evaluator_image == "registry.example/shinsa:1.2.3"
+    assert settings("--set", "evaluation.image=registry.example/evaluator:2").evaluator_image == (
+        "registry.example/evaluator:2"
+    )
+    defaults = settings()
+    assert defaults.results_bucket is None and defaults.evaluator_env_secret is None
+    assert defaults.evaluator_node_selector == {} and defaults.evaluator_tolerations == ()
 
 
 def test_template_with_watch_namespaces_binds_the_operator_role_only_there(helm: Helm) -> None:
