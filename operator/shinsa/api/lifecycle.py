@@ -170,7 +170,8 @@ class EvalRunReason(enum.StrEnum):
     """JobComplete=True, by the reconcile: the Job succeeded and its results are in the status."""
     RESULTS_UNAVAILABLE = "ResultsUnavailable"
     """JobComplete=Unknown, by the reconcile, retried: the Job succeeded but its results cannot be
-    read yet (S3 unreachable)."""
+    read yet (S3 unreachable). GatesEvaluated=Unknown, by the reconcile, retried: the baseline's
+    MLflow or S3 does not answer; the run stays Gating until it does."""
     JOB_FAILED = "JobFailed"
     """JobComplete=False, by the reconcile (phase Failed): the evaluator crashed, the backoff limit
     or the deadline was reached; the message carries its exit code and termination message."""
