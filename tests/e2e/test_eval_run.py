@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
@@ -14,14 +13,20 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from shinsa.devcluster.cluster import LocalCluster, tool_bin_dir
-from shinsa.devcluster.model_endpoints import ANSWER_QUALITY_ANNOTATION
 from shinsa.devcluster.services import S3_ACCESS_KEY, S3_SECRET_KEY
+from tests.support.eval_runs import (
+    GROUP,
+    VERSION,
+    condition,
+    create_run,
+    deploy,
+    eval_run,
+    wait_phase,
+)
 from tests.support.operator import EVALUATOR_ENV_SECRET, InProcessOperator
-from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
-GROUP, VERSION = "shinsa.dev", "v1alpha1"
 BUCKET = "evalruns-e2e"
 QUESTIONS = 24
 
@@ -57,71 +62,6 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _custom(kube: client.ApiClient) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(kube)
-
-
-def deploy(kube: client.ApiClient, namespace: str, name: str, quality: int = 0) -> None:
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name, "annotations": {ANSWER_QUALITY_ANNOTATION: str(quality)}},
-        "spec": {
-            "model": {"uri": "hf://llm-jp/llm-jp-4-8b"},
-            "serving": {"maxModelLen": 8192},
-            "resources": {"gpu": {"product": "NVIDIA-H100-80GB-HBM3"}},
-        },
-    }
-    _custom(kube).create_namespaced_custom_object(GROUP, VERSION, namespace, "modeldeployments", body)
-
-
-def eval_run(name: str, deployment: str, dataset: Path, bucket: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "EvalRun",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"deploymentRef": {"name": deployment}},
-            "benchmarks": [{"name": "mt-bench", "dataset": {"uri": str(dataset)}}],
-            # The stand-in of the judge deployment serves the double's judge models.
-            "judges": [{"name": "judge-a", "endpoint": f"http://judge.{spec.pop('ns')}.svc:8000/v1",
-                        "model": "judge-a"}],
-            "repeats": 1,
-            "timeoutSeconds": 10,
-            "retries": 0,
-            "storage": {"bucket": bucket},
-            **spec,
-        },
-    }  # fmt: skip
-
-
-def create_run(kube: client.ApiClient, namespace: str, body: dict[str, Any]) -> None:
-    _custom(kube).create_namespaced_custom_object(GROUP, VERSION, namespace, "evalruns", body)
-
-
-def get_run(kube: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = _custom(kube).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, "evalruns", name
-    )
-    return found
-
-
-def wait_phase(
-    kube: client.ApiClient, namespace: str, name: str, phases: set[str], timeout_s: float = 180
-) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        run = get_run(kube, namespace, name)
-        return run if (run.get("status") or {}).get("phase") in phases else None
-
-    try:
-        return eventually(probe, timeout_s=timeout_s, what=f"EvalRun {name} in {phases}")
-    except AssertionError:
-        print(json.dumps(get_run(kube, namespace, name).get("status"), indent=1))
-        raise
-
-
-def condition(run: dict[str, Any], type_: str) -> dict[str, Any]:
-    found = [c for c in run["status"]["conditions"] if c["type"] == type_]
-    assert found, f"no {type_} condition in {run['status']}"
-    return dict(found[0])
 
 
 def test_an_eval_run_waits_for_its_deployment_runs_its_job_and_reports_scores(
