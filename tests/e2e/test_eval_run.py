@@ -3,27 +3,27 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
-import boto3
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from shinsa.devcluster.cluster import LocalCluster, tool_bin_dir
-from shinsa.devcluster.services import S3_ACCESS_KEY, S3_SECRET_KEY
 from tests.support.eval_runs import (
     GROUP,
     VERSION,
     condition,
+    create_bucket,
+    create_evaluator_env,
     create_run,
     deploy,
     eval_run,
     wait_phase,
+    write_dataset,
 )
-from tests.support.operator import EVALUATOR_ENV_SECRET, InProcessOperator
+from tests.support.operator import InProcessOperator
 
 pytestmark = pytest.mark.e2e
 
@@ -33,35 +33,17 @@ QUESTIONS = 24
 
 @pytest.fixture(scope="module")
 def bucket(s3_server: str) -> str:
-    boto3.client("s3").create_bucket(Bucket=BUCKET)
-    return BUCKET
+    return create_bucket(BUCKET)
 
 
 @pytest.fixture
 def evaluator_env(kube: client.ApiClient, namespace: str, bucket: str) -> None:
-    """The Secret the operator's evaluation Jobs take their S3 credentials from."""
-    secret = {
-        "metadata": {"name": EVALUATOR_ENV_SECRET},
-        "stringData": {"AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
-                       "AWS_DEFAULT_REGION": "us-east-1"},
-    }  # fmt: skip
-    client.CoreV1Api(kube).create_namespaced_secret(namespace, secret)
+    create_evaluator_env(kube, namespace)
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # The evaluator runs on this machine, so a local path in the config is read as it is.
-    root = tmp_path_factory.mktemp("mt-bench")
-    questions = [
-        {"question_id": f"q{i}", "category": "writing", "turns": [f"Write about topic {i}.", "Shorter."]}
-        for i in range(QUESTIONS)
-    ]
-    (root / "question.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
-    return root
-
-
-def _custom(kube: client.ApiClient) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(kube)
+    return write_dataset(tmp_path_factory.mktemp("mt-bench"), QUESTIONS)
 
 
 def test_an_eval_run_waits_for_its_deployment_runs_its_job_and_reports_scores(
@@ -175,7 +157,7 @@ def test_the_spec_is_immutable_and_a_bad_spec_is_refused_naming_the_field(
 
     create_run(kube, namespace, eval_run("fixed", "candidate", dataset, BUCKET, ns=namespace))
     with pytest.raises(ApiException) as immutable:
-        _custom(kube).patch_namespaced_custom_object(
+        client.CustomObjectsApi(kube).patch_namespaced_custom_object(
             GROUP, VERSION, namespace, "evalruns", "fixed", {"spec": {"repeats": 2}}
         )
     assert "create a new EvalRun" in str(immutable.value.body)

@@ -6,12 +6,13 @@ module. `extraBody` is not logged either, since it is free-form and may carry cr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -174,6 +175,21 @@ def _items_table(items: Sequence[Item]) -> dict[str, list[Any]]:
     return columns
 
 
+@contextlib.contextmanager
+def _tracking_uri_kept() -> Iterator[None]:
+    # MLflow exports the tracking URI to the environment; restore it so that logging one run does not
+    # redirect whatever else this process logs later.
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+@_tracking_uri_kept()
 def log_run(
     out: Path,
     results: RunResults,
@@ -183,26 +199,6 @@ def log_run(
     tracking_uri: str,
 ) -> str:
     """Log the results in `out` and return the parent run id."""
-    # MLflow exports the tracking URI to the environment; restore it so that logging one run does not
-    # redirect whatever else this process logs later.
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    try:
-        return _log(out, results, items, config, benchmarks, tracking_uri)
-    finally:
-        if previous is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = previous
-
-
-def _log(
-    out: Path,
-    results: RunResults,
-    items: Sequence[Item],
-    config: EvalConfig,
-    benchmarks: Sequence[Benchmark],
-    tracking_uri: str,
-) -> str:
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
