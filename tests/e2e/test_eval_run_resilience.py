@@ -13,8 +13,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
-from kubernetes.dynamic import DynamicClient
 
 from shinsa.devcluster.cluster import free_port
 from shinsa.devcluster.kueue import RunningKueue
@@ -33,7 +31,7 @@ from tests.support.eval_runs import (
     wait_phase,
     write_dataset,
 )
-from tests.support.kueue import cluster_queue, local_queue, resource_flavor, workload_of
+from tests.support.kueue import cluster_queue, local_queue, queues_applied, resource_flavor, workload_of
 from tests.support.kueue import condition as workload_condition
 from tests.support.operator import (
     InProcessOperator,
@@ -233,31 +231,8 @@ def one_eval_queue(kube: client.ApiClient, kueue: RunningKueue, namespace: str) 
         cluster_queue(queue, flavor, gpus=0, cpu=EVAL_CPU, memory=EVAL_MEMORY),
         local_queue("evals", namespace, queue),
     ]
-    dynamic = DynamicClient(kube)
-    for body in objects:
-        resource = dynamic.resources.get(api_version=body["apiVersion"], kind=body["kind"])
-        dynamic.create(resource, body=body, namespace=body["metadata"].get("namespace"))
-
-    def active() -> bool:
-        got = client.CustomObjectsApi(kube).get_cluster_custom_object(
-            "kueue.x-k8s.io", "v1beta2", "clusterqueues", queue
-        )
-        return any(
-            c["type"] == "Active" and c["status"] == "True"
-            for c in got.get("status", {}).get("conditions", [])
-        )
-
-    eventually(active, what="the ClusterQueue to be Active")
-    yield "evals"
-    for body in reversed(objects):
-        resource = dynamic.resources.get(api_version=body["apiVersion"], kind=body["kind"])
-        try:
-            dynamic.delete(
-                resource, name=body["metadata"]["name"], namespace=body["metadata"].get("namespace")
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+    with queues_applied(kube, objects, queue):
+        yield "evals"
 
 
 def test_a_second_eval_run_waits_for_kueue_quota_then_runs(

@@ -15,8 +15,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
-from kubernetes.dynamic import DynamicClient
 
 from shinsa.devcluster.kueue import MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS, RunningKueue
 from tests.support.kueue import (
@@ -25,6 +23,7 @@ from tests.support.kueue import (
     condition,
     gpu_job,
     local_queue,
+    queues_applied,
     resource_flavor,
     workload_of,
 )
@@ -42,36 +41,13 @@ def queue(kube: client.ApiClient, kueue: RunningKueue, namespace: str) -> Iterat
     LocalQueue for it in the test's namespace. Cluster-scoped names are unique per test."""
     suffix = uuid.uuid4().hex[:6]
     names = {"flavor": f"h100-{suffix}", "cluster_queue": f"one-gpu-{suffix}", "local_queue": "gpus"}
-    dynamic = DynamicClient(kube)
     objects = [
         resource_flavor(names["flavor"], {"nvidia.com/gpu.product": GPU_PRODUCT}),
         cluster_queue(names["cluster_queue"], names["flavor"], gpus=1),
         local_queue(names["local_queue"], namespace, names["cluster_queue"]),
     ]
-    for body in objects:
-        resource = dynamic.resources.get(api_version=body["apiVersion"], kind=body["kind"])
-        dynamic.create(resource, body=body, namespace=body["metadata"].get("namespace"))
-
-    def active() -> bool:
-        got = client.CustomObjectsApi(kube).get_cluster_custom_object(
-            "kueue.x-k8s.io", "v1beta2", "clusterqueues", names["cluster_queue"]
-        )
-        return any(
-            c["type"] == "Active" and c["status"] == "True"
-            for c in got.get("status", {}).get("conditions", [])
-        )
-
-    eventually(active, what="the ClusterQueue to be Active")
-    yield names
-    for body in reversed(objects):
-        resource = dynamic.resources.get(api_version=body["apiVersion"], kind=body["kind"])
-        try:
-            dynamic.delete(
-                resource, name=body["metadata"]["name"], namespace=body["metadata"].get("namespace")
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+    with queues_applied(kube, objects, names["cluster_queue"]):
+        yield names
 
 
 def _admitted(kube: client.ApiClient, namespace: str, job: client.V1Job) -> dict[str, Any] | None:

@@ -3,11 +3,16 @@ ask a LocalQueue for admission, and the lookups of what Kueue reports about them
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.rest import ApiException
+from kubernetes.dynamic import DynamicClient
 
 from shinsa.devcluster.kueue import QUEUE_LABEL
+from tests.support.waiting import eventually
 
 GROUP, VERSION = "kueue.x-k8s.io", "v1beta2"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -102,3 +107,35 @@ def condition(workload: dict[str, Any] | None, kind: str) -> dict[str, Any] | No
     if workload is None:
         return None
     return next((c for c in workload.get("status", {}).get("conditions", []) if c["type"] == kind), None)
+
+
+@contextmanager
+def queues_applied(
+    kube: client.ApiClient, objects: list[dict[str, Any]], cluster_queue_name: str
+) -> Iterator[None]:
+    """Create Kueue's queue objects, wait until the ClusterQueue is Active, and delete them after."""
+    dynamic = DynamicClient(kube)
+    for body in objects:
+        resource = dynamic.resources.get(api_version=body["apiVersion"], kind=body["kind"])
+        dynamic.create(resource, body=body, namespace=body["metadata"].get("namespace"))
+
+    def active() -> bool:
+        got = client.CustomObjectsApi(kube).get_cluster_custom_object(
+            "kueue.x-k8s.io", "v1beta2", "clusterqueues", cluster_queue_name
+        )
+        return any(
+            c["type"] == "Active" and c["status"] == "True"
+            for c in got.get("status", {}).get("conditions", [])
+        )
+
+    eventually(active, what="the ClusterQueue to be Active")
+    yield
+    for body in reversed(objects):
+        resource = dynamic.resources.get(api_version=body["apiVersion"], kind=body["kind"])
+        try:
+            dynamic.delete(
+                resource, name=body["metadata"]["name"], namespace=body["metadata"].get("namespace")
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise

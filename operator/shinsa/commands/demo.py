@@ -122,24 +122,14 @@ def _operator_env(kubeconfig: Path, mlflow_url: str, s3_url: str) -> dict[str, s
     }
 
 
-def _start_mlflow(state_dir: Path) -> str:
-    from shinsa.devcluster.services import start_mlflow
+def _reuse_or_start(state_dir: Path, name: str) -> str:
+    """The URL of the demo's `name` service (mlflow or s3), started unless a live one is recorded."""
+    from shinsa.devcluster.services import start_mlflow, start_s3
 
-    url_file = state_dir / "mlflow.url"
-    if processes.alive(state_dir, "mlflow") and url_file.exists():
+    url_file = state_dir / f"{name}.url"
+    if processes.alive(state_dir, name) and url_file.exists():
         return url_file.read_text().strip()
-    service = start_mlflow(state_dir)
-    url_file.write_text(service.url)
-    return service.url
-
-
-def _start_s3(state_dir: Path) -> str:
-    from shinsa.devcluster.services import start_s3
-
-    url_file = state_dir / "s3.url"
-    if processes.alive(state_dir, "s3") and url_file.exists():
-        return url_file.read_text().strip()
-    service = start_s3(state_dir)
+    service = {"mlflow": start_mlflow, "s3": start_s3}[name](state_dir)
     url_file.write_text(service.url)
     return service.url
 
@@ -420,8 +410,8 @@ def demo(
         _step("installing the Shinsa CRDs (generated from the pydantic models)")
         _install_crds()
         _step("starting MLflow and the S3 server (versitygw)")
-        mlflow_url = _start_mlflow(cluster.state_dir)
-        s3_url = _start_s3(cluster.state_dir)
+        mlflow_url = _reuse_or_start(cluster.state_dir, "mlflow")
+        s3_url = _reuse_or_start(cluster.state_dir, "s3")
         uploaded = _upload_datasets(s3_url, examples / "datasets")
         console.print(f"  [dim]{uploaded} demo dataset file(s) in s3://{DEMO_BUCKET}/datasets/[/dim]")
         _step("starting the operator")
