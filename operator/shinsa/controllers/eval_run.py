@@ -159,10 +159,11 @@ def gate_rows(decision: GateDecision) -> list[GateRow]:
     return rows
 
 
-def mlflow_run_url(tracking_uri: str | None, run_id: str | None) -> str | None:
-    if not tracking_uri or not run_id or not tracking_uri.startswith(("http://", "https://")):
+def run_page(tracking_uri: str | None, results: RunResults) -> str | None:
+    """The MLflow UI page of the evaluation's run, where the engine logged one to a server."""
+    if not tracking_uri or not results.mlflow_run_id or not results.mlflow_experiment_id:
         return None
-    return f"{tracking_uri.rstrip('/')}/#/runs/{run_id}"
+    return evaluations.mlflow_run_url(tracking_uri, results.mlflow_experiment_id, results.mlflow_run_id)
 
 
 @dataclass(frozen=True)
@@ -437,7 +438,7 @@ def _follow(step: _Step, job: dict[str, Any], settings: OperatorSettings) -> Non
         step.write(
             scores=scores_of(results),
             mlflow_run_id=results.mlflow_run_id,
-            mlflow_run_url=mlflow_run_url(tracking, results.mlflow_run_id),
+            mlflow_run_url=run_page(tracking, results),
             completion_time=_time(status.get("completionTime")),
             conditions=step.condition(
                 Cond.JOB_COMPLETE, True, Reason.SUCCEEDED, f"{results.items} items, {results.errors} errors"

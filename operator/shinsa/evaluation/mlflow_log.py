@@ -197,8 +197,8 @@ def log_run(
     config: EvalConfig,
     benchmarks: Sequence[Benchmark],
     tracking_uri: str,
-) -> str:
-    """Log the results in `out` and return the parent run id."""
+) -> tuple[str, str]:
+    """Log the results in `out` and return the parent run's id and its experiment's."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -229,4 +229,4 @@ def log_run(
                         errors = sum(i.error is not None for i in repeat_items)
                         repeat_metrics[metric_name(bench, "error_rate")] = errors / len(repeat_items)
                 mlflow.log_metrics(repeat_metrics)
-        return str(parent.info.run_id)
+        return str(parent.info.run_id), str(parent.info.experiment_id)

@@ -237,6 +237,8 @@ class RunResults(_Schema):
     plots: list[str] = Field(default_factory=list)
     """Plot files, relative to the results directory."""
     mlflow_run_id: str | None = None
+    mlflow_experiment_id: str | None = None
+    """The experiment of `mlflow_run_id`: MLflow's UI routes a run page through its experiment."""
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2) + "\n"

@@ -506,8 +506,12 @@ async def run_evaluation(
     if tracking_uri:
         from shinsa.evaluation.mlflow_log import log_run
 
-        run_id = await asyncio.to_thread(log_run, out, results, all_items, config, benchmarks, tracking_uri)
-        results = results.model_copy(update={"mlflow_run_id": run_id})
+        run_id, experiment_id = await asyncio.to_thread(
+            log_run, out, results, all_items, config, benchmarks, tracking_uri
+        )
+        results = results.model_copy(
+            update={"mlflow_run_id": run_id, "mlflow_experiment_id": experiment_id}
+        )
         write_results(results, out)
         reporter.event("logged to MLflow", tracking_uri=tracking_uri, run_id=run_id)
     if config.engine.results_uri:
