@@ -300,6 +300,9 @@ def test_a_registered_model_alias_resolves_to_its_s3_source_and_plans_from_its_c
 
     md = wait_condition(kube, namespace, "champion", "Ready", "True")
     assert md["status"]["model"] == "s3://models/chat/mistral-7b (registered model support-chat version 1)"
+    assert md["status"]["registeredModel"] == {
+        "name": "support-chat", "version": "1", "source": "s3://models/chat/mistral-7b"
+    }  # fmt: skip
     assert md["status"]["plan"]["layout"] == "TP1"
     (pod,) = pods_of(kube, namespace, "champion")
     args = vllm_args(pod)
@@ -315,6 +318,7 @@ def test_a_registered_model_alias_resolves_to_its_s3_source_and_plans_from_its_c
         what="the status to show the version the alias moved to",
     )
     assert md["status"]["model"] == "s3://models/chat/mistral-7b-v2 (registered model support-chat version 2)"
+    assert md["status"]["registeredModel"]["version"] == "2"
     assert md["metadata"]["generation"] == 1
     # Followed without holding the object: deleting it must not wait for the operator.
     assert not md["metadata"].get("finalizers")

@@ -23,7 +23,6 @@ from shinsa.controllers.eval_desired import (
 )
 from shinsa.evaluation.config import OPERATOR_ONLY, parse_config
 from shinsa.registry.evaluations import evaluation_filter
-from shinsa.registry.models import RegisteredModel
 from tests.support.api_cases import with_value
 
 pytestmark = pytest.mark.unit
@@ -271,19 +270,19 @@ def test_the_job_reads_back_the_config_it_is_given(monkeypatch: pytest.MonkeyPat
     assert config.operator_only_fields() == []
 
 
-def deployment(uri: str, status_model: str | None = None) -> ModelDeployment:
+def deployment(uri: str, registered: dict[str, str] | None = None) -> ModelDeployment:
     return ModelDeployment.model_validate(
         {
             "metadata": {"name": "llm-jp-4-8b", "namespace": "models"},
             "spec": {"model": {"uri": uri}, "resources": {"gpu": {"product": "NVIDIA-H100-80GB-HBM3"}}},
-            "status": {"model": status_model},
+            "status": {"registeredModel": registered},
         }
     )
 
 
 def test_the_mlflow_run_is_tagged_with_the_eval_run_and_the_model_version_it_evaluated() -> None:
-    # The status as the ModelDeployment controller describes an alias it resolved.
-    resolved = RegisteredModel(name="llm-jp-4-8b", version="7", source="hf://llm-jp/llm-jp-4-8b").describe()
+    # The status as the ModelDeployment controller writes an alias it resolved.
+    resolved = {"name": "llm-jp-4-8b", "version": "7", "source": "hf://llm-jp/llm-jp-4-8b"}
     version = served_version(deployment("models:/llm-jp-4-8b@champion", resolved))
     assert version == ModelVersion("llm-jp-4-8b", "7")
     tags = engine_config(full_run(), ENDPOINT, SETTINGS, version=version).engine.mlflow_tags
@@ -300,11 +299,8 @@ def test_the_mlflow_run_is_tagged_with_the_eval_run_and_the_model_version_it_eva
                for key in ("shinsa.model.registered_name", "shinsa.model.version"))  # fmt: skip
 
 
-def test_the_version_is_known_only_from_a_registry_uri_and_its_resolution() -> None:
-    assert served_version(deployment("models:/llm-jp-4-8b/3")) == ModelVersion("llm-jp-4-8b", "3")
+def test_the_version_is_the_one_the_deployment_resolved_and_serves() -> None:
     assert served_version(deployment("models:/llm-jp-4-8b@champion")) is None  # not resolved yet
-    other = RegisteredModel(name="other", version="2", source="hf://x/y").describe()
-    assert served_version(deployment("models:/llm-jp-4-8b@champion", other)) is None
-    assert served_version(deployment("hf://llm-jp/llm-jp-4-8b", "hf://llm-jp/llm-jp-4-8b")) is None
+    assert served_version(deployment("hf://llm-jp/llm-jp-4-8b")) is None
     tags = engine_config(full_run(), ENDPOINT, SETTINGS).engine.mlflow_tags
     assert set(tags) == {"shinsa.evalrun.namespace", "shinsa.evalrun.name", "shinsa.evalrun.uid"}

@@ -333,6 +333,18 @@ class ModelDeploymentPhase(enum.StrEnum):
     FAILED = "Failed"
 
 
+class RegisteredVersion(K8sModel):
+    """The MLflow registry's model version a `models:/` URI resolved to when the deployment last
+    reconciled: what evaluations of this deployment are recorded against, and what promotion moves."""
+
+    name: str = Field(min_length=1)
+    """The registered model."""
+    version: str = Field(pattern=r"^[0-9]+$")
+    """Its version, as the registry numbers them."""
+    source: str = Field(min_length=1)
+    """The version's source URI, the one served."""
+
+
 class ModelDeploymentStatus(K8sStatusModel):
     """The observed state of a ModelDeployment, written by the operator."""
 
@@ -352,6 +364,8 @@ class ModelDeploymentStatus(K8sStatusModel):
     """The in-cluster OpenAI-compatible base URL (`http://<service>.<namespace>.svc:<port>/v1`)."""
     model: str | None = None
     """The model as resolved for serving (URI and revision)."""
+    registered_model: RegisteredVersion | None = None
+    """For a `models:/` URI: the registered version served."""
     replicas: int | None = Field(default=None, ge=0)
     """Replicas that exist."""
     ready_replicas: int | None = Field(default=None, ge=0)

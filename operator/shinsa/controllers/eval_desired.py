@@ -9,7 +9,6 @@ kubernetes client, no I/O.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,25 +51,14 @@ class ModelVersion:
     version: str
 
 
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@[^/@]+|/(?P<version>[0-9]+))$")
-# How the ModelDeployment controller describes a resolved `models:/` URI in `status.model`
-# (`shinsa.registry.models.RegisteredModel.describe`): `<source> (registered model <name> version <v>)`.
-_RESOLVED = re.compile(r"\(registered model (?P<name>[^ ]+) version (?P<version>[0-9]+)\)$")
-
-
 def served_version(md: ModelDeployment) -> ModelVersion | None:
-    """The registered model and version `md` serves: a `models:/name/version` URI names them, a
-    `models:/name@alias` one is resolved in the status (the version the alias pointed at when the
-    deployment last reconciled). None for other sources, or an alias not resolved yet."""
-    uri = _MODELS_URI.match(md.spec.model.uri)
-    if uri is None:
+    """The registered model and version `md` serves, as its controller resolved the `models:/`
+    URI when it last reconciled (an alias may have moved since; what is served is what is
+    evaluated). None for other sources, or before the URI is resolved."""
+    registered = md.status.registered_model
+    if registered is None:
         return None
-    if uri["version"] is not None:
-        return ModelVersion(uri["name"], uri["version"])
-    resolved = _RESOLVED.search(md.status.model or "")
-    if resolved is None or resolved["name"] != uri["name"]:
-        return None
-    return ModelVersion(resolved["name"], resolved["version"])
+    return ModelVersion(registered.name, registered.version)
 
 
 def mlflow_tags(run: EvalRun, version: ModelVersion | None) -> dict[str, str]:

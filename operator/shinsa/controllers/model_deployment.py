@@ -65,7 +65,9 @@ def reconcile_sync(
     from the API server when not given (the registry follower, which has no index at hand)."""
     md = ModelDeployment.from_body(body)
     generation = md.metadata.generation
-    status = md.status.model_copy(update={"observed_generation": generation, "model": md.spec.model.uri})
+    status = md.status.model_copy(
+        update={"observed_generation": generation, "model": md.spec.model.uri, "registered_model": None}
+    )
 
     def not_planned(reason: Reason, message: str) -> None:
         conditions = set_condition(
@@ -75,8 +77,11 @@ def reconcile_sync(
         _write(body, md, status.model_copy(update={"phase": seen.phase, "conditions": seen.conditions}))
 
     try:
-        uri, described = resolve_model_uri(md, settings)
-        status = status.model_copy(update={"model": described})
+        resolved = resolve_model_uri(md, settings)
+        uri = resolved.uri
+        status = status.model_copy(
+            update={"model": resolved.described, "registered_model": resolved.registered}
+        )
         arch = resolve_architecture(md, uri, settings)
         product = md.spec.resources.gpu.product
         label = node_product_label(product) if product else None
@@ -228,7 +233,7 @@ def resync_registry_sync(body: dict[str, Any], settings: OperatorSettings) -> No
     md = ModelDeployment.from_body(body)
     planned = get_condition(md.status.conditions, Cond.PLANNED)
     try:
-        _, described = resolve_model_uri(md, settings)
+        described = resolve_model_uri(md, settings).described
     except SourceUnavailable:
         return
     except SpecProblem as problem:

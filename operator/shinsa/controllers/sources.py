@@ -6,12 +6,14 @@ through a short Job that mounts the claim, from a PVC.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes.client.rest import ApiException
 
 from shinsa.api import ModelDeployment
 from shinsa.api.lifecycle import ModelDeploymentReason as Reason
+from shinsa.api.model_deployment import RegisteredVersion
 from shinsa.controllers import kube
 from shinsa.controllers.desired import SpecProblem
 from shinsa.controllers.settings import OperatorSettings
@@ -83,12 +85,23 @@ def _read_s3_config(uri: str, endpoint_url: str | None) -> dict[str, Any]:
 SERVABLE_SCHEMES = ("hf://", "s3://", "pvc://")
 
 
-def resolve_model_uri(md: ModelDeployment, settings: OperatorSettings) -> tuple[str, str]:
-    """The concrete URI to serve and how to describe it in status. `models:/` URIs are looked up
-    in the MLflow registry of the operator's settings."""
+@dataclass(frozen=True)
+class ResolvedModel:
+    uri: str
+    """The concrete URI to serve."""
+    described: str
+    """How the status describes it (`status.model`)."""
+    registered: RegisteredVersion | None = None
+    """The registry's version behind a `models:/` URI."""
+
+
+def resolve_model_uri(md: ModelDeployment, settings: OperatorSettings) -> ResolvedModel:
+    """What to serve. `models:/` URIs are looked up in the MLflow registry of the operator's
+    settings."""
     uri = md.spec.model.uri
     if not uri.startswith("models:/"):
-        return uri, uri if not md.spec.model.revision else f"{uri}@{md.spec.model.revision}"
+        revision = md.spec.model.revision
+        return ResolvedModel(uri, uri if not revision else f"{uri}@{revision}")
     tracking_uri = settings.mlflow_tracking_uri
     if not tracking_uri:
         raise SpecProblem(
@@ -108,7 +121,11 @@ def resolve_model_uri(md: ModelDeployment, settings: OperatorSettings) -> tuple[
             Reason.REGISTRY_UNAVAILABLE,
             f"spec.model.uri: the MLflow registry at {redacted} did not answer: {detail}",
         ) from None
-    return registered.source, registered.describe()
+    return ResolvedModel(
+        registered.source,
+        registered.describe(),
+        RegisteredVersion(name=registered.name, version=registered.version, source=registered.source),
+    )
 
 
 def _read_pvc_config(md: ModelDeployment, uri: str, reader_image: str) -> dict[str, Any]:
