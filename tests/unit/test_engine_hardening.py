@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from shinsa.evaluation.config import parse_config
+from shinsa.api.eval_run import NO_URI_CREDENTIALS
+from shinsa.evaluation.config import ConfigError, parse_config, redact_userinfo
 from shinsa.evaluation.masking import MASK, MaskedReporter, SecretMask, masked
 from shinsa.evaluation.progress import JsonLinesReporter
 
@@ -74,3 +75,82 @@ def test_a_masked_reporter_masks_messages_and_nested_fields() -> None:
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert "sk-live" not in stream.getvalue()
     assert lines[0]["event"] == f"crashed {MASK}" and lines[0]["error"] == {"detail": [f"key {MASK}"]}
+
+
+# -- URLs -------------------------------------------------------------------------------------------
+
+KEY = "sk-in-the-url-0123456789"
+
+
+def _refusal(changes: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(spec(**changes))
+    return str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "says"),
+    [
+        ({"model": {"endpoint": f"http://model:8000/v1?api_key={KEY}", "servedName": "m"}},
+         "model.endpoint", "query string"),
+        ({"model": {"endpoint": f"http://model:8000/v1#{KEY}", "servedName": "m"}},
+         "model.endpoint", "query string"),
+        ({"judges": [{"name": "a", "endpoint": f"https://j/v1?key={KEY}", "model": "m"}]},
+         "judges[0].endpoint", "query string"),
+        ({"mlflow": {"trackingUri": f"https://mlflow.example/?token={KEY}"}}, "mlflow.trackingUri",
+         "query string"),
+        # A `/` in the password ends the authority early: the host is "u", the "port" the password's
+        # first half, and the `@` lands in the path.
+        ({"model": {"endpoint": f"http://u:{KEY[:6]}/{KEY[6:]}@model:8000/v1", "servedName": "m"}},
+         "model.endpoint", "credentials"),
+        ({"judges": [{"name": "a", "endpoint": f"https://{KEY[:6]}/{KEY[6:]}@j/v1", "model": "m"}]},
+         "judges[0].endpoint", "credentials"),
+        ({"mlflow": {"trackingUri": f"https://u:{KEY[:6]}/{KEY[6:]}@mlflow.example"}},
+         "mlflow.trackingUri", "credentials"),
+        ({"mlflow": {"trackingUri": f"postgresql://u:{KEY[:6]}/{KEY[6:]}@db/mlflow"}},
+         "mlflow.trackingUri", "credentials"),
+        ({"mlflow": {"trackingUri": f"https://@mlflow.example/{KEY}"}}, "mlflow.trackingUri", "credentials"),
+        ({"model": {"endpoint": f"http://model:{KEY}/v1", "servedName": "m"}}, "model.endpoint", "port"),
+    ],
+)  # fmt: skip
+def test_keys_in_urls_are_config_errors_naming_the_field_without_echoing_them(
+    changes: dict[str, Any], field: str, says: str
+) -> None:
+    message = _refusal(changes)
+    assert message.startswith(field + ":") and says in message
+    assert KEY not in message and KEY[6:] not in message and KEY[:6] not in message
+
+
+def test_urls_are_checked_by_parsing_not_by_pattern() -> None:
+    accepted = parse_config(
+        spec(
+            model={"endpoint": "http://[::1]:8000/v1", "servedName": "m"},
+            mlflow={"trackingUri": "databricks://scope:prefix"},
+        )
+    )
+    assert accepted.spec.model.endpoint == "http://[::1]:8000/v1"
+    assert parse_config(spec(mlflow={"trackingUri": "sqlite:///tmp/a@b/mlflow.db"})).spec.mlflow.tracking_uri
+    assert redact_userinfo("https://u:pa/ss@host:5000/x") == "https://***@host:5000/x"
+    assert redact_userinfo("postgresql://u:p@db/mlflow") == "postgresql://***@db/mlflow"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://u:p@mlflow/x",
+        "https://u:p/w@mlflow/x",
+        "https://@mlflow",
+        "databricks://scope:prefix",
+        "file:///tmp/a@b/mlruns",
+        "sqlite:///a@b.db",
+        "http://mlflow:5000/x?q=@",
+        "//u:p@host/x",
+    ],
+)
+def test_the_tracking_uri_userinfo_rule_of_the_crd_agrees_with_urllib(uri: str) -> None:
+    # Python parses with urlsplit; the API server has only the CEL regex (RE2, which agrees with
+    # Python's re on this one).
+    import re
+
+    pattern = NO_URI_CREDENTIALS.rule.removeprefix("!self.matches('").removesuffix("')")
+    assert bool(re.search(pattern, uri)) == (not NO_URI_CREDENTIALS.holds(uri))

@@ -9,10 +9,10 @@ reads it. What only a local run needs (output directory, key variables) is in
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from pydantic import (
     BeforeValidator,
@@ -45,44 +45,120 @@ _PROMPT_CHARS = 65536
 # Empty maps and lists Python fills in are CRD defaults too, so the server stores what Python reads.
 _EMPTY_MAP: dict[str, JsonValue] = {"default": {}}
 
-_USERINFO = re.compile(r"^([^/@]*//)?[^/@]*@")
-
+# URLs are logged (MLflow params, scores.json, error messages, events), so no credential may be in
+# one. CEL messages, unlike a pattern's, do not echo the value back; neither do the Python ones.
 NO_CREDENTIALS = CelRule(
-    rule="!self.matches('^([^/@]*//)?[^/@]*@')",
+    # In an http(s) URL, an `@` is userinfo, or a password holding a `/`, `?` or `#` that cut the
+    # authority short and left the rest in the path: refused either way.
+    rule="!self.contains('@')",
     message="must not embed credentials (user:password@): URLs are logged; use a Secret or variable",
-    holds=lambda url: not _USERINFO.match(url),
+    holds=lambda url: "@" not in url,
 )
-"""URLs are logged (MLflow params, scores.json, error messages, events), so credentials must not be
-in them. A CEL message, unlike a pattern's, does not echo the value back."""
+NO_QUERY = CelRule(
+    rule="!self.contains('?') && !self.contains('#')",
+    message=(
+        "must not have a query string or fragment: it is a base URL the API path is appended to, and "
+        "URLs are logged; put an API key in apiKeySecretRef"
+    ),
+    holds=lambda url: "?" not in url and "#" not in url,
+)
+_AUTHORITY_USERINFO = r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#][^?#]*)?@"
+NO_URI_CREDENTIALS = CelRule(
+    # Any URI scheme (file:, sqlite:, postgresql://, databricks://): an `@` after a non-empty
+    # authority, before the query. `file:///tmp/a@b` has an empty one and is a path.
+    rule=f"!self.matches('{_AUTHORITY_USERINFO}')",
+    message=NO_CREDENTIALS.message,
+    holds=lambda uri: not _has_uri_userinfo(uri),
+)
+_HTTP_SCHEMES = ("http://", "https://")
+NO_HTTP_QUERY = CelRule(
+    rule="!(self.startsWith('http://') || self.startsWith('https://')) || "
+    "(!self.contains('?') && !self.contains('#'))",
+    message="an http(s) tracking URI must not have a query string or fragment: URLs are logged",
+    holds=lambda uri: not uri.startswith(_HTTP_SCHEMES) or not any(c in uri for c in "?#"),
+)
+
+
+def _has_uri_userinfo(uri: str) -> bool:
+    parts = urlsplit(uri)
+    return bool(parts.scheme and parts.netloc) and "@" in parts.netloc + parts.path
+
+
+def _authority_is_malformed(parts: SplitResult) -> bool:
+    try:
+        parts.port  # noqa: B018  # raises on a port that is not a number
+    except ValueError:
+        return True
+    return False
 
 
 def redact_userinfo(value: str) -> str:
-    """`https://user:secret@host/x` -> `https://***@host/x`, for messages that echo a URL."""
-    return _USERINFO.sub(lambda m: (m.group(1) or "") + "***@", value, count=1)
+    """`https://user:secret@host/x` -> `https://***@host/x`, for messages that echo a URL.
 
-
-def _refuse_credentials(value: Any) -> Any:
-    # Runs before the pattern check (it follows the Field in `Annotated`), so that a URL with
-    # credentials gets this message and not the pattern's.
-    if isinstance(value, str) and not NO_CREDENTIALS.holds(value):
-        raise ValueError(NO_CREDENTIALS.message)
+    A password with a `/` in it ends the authority early (`https://u:pa/ss@host`, whose "port" is
+    `pa`): after an authority that is no host and port, the `@` in the path marks the credentials."""
+    parts = urlsplit(value)
+    if "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+    if parts.netloc and _authority_is_malformed(parts) and "@" in parts.path:
+        host, slash, path = parts.path.rpartition("@")[2].partition("/")
+        return urlunsplit(parts._replace(netloc="***@" + host, path=slash + path))
     return value
 
 
-_NO_CREDENTIALS_RULE: dict[str, JsonValue] = dict(NO_CREDENTIALS.to_schema())
-_NO_CREDENTIALS_SCHEMA: dict[str, JsonValue] = {"x-kubernetes-validations": [_NO_CREDENTIALS_RULE]}
+def _check_http_url(value: Any) -> Any:
+    # Runs before the pattern check (it follows the Field in `Annotated`), so that a URL with
+    # credentials gets this message and not the pattern's; nothing here quotes the value.
+    if not isinstance(value, str):
+        return value
+    for rule in (NO_CREDENTIALS, NO_QUERY):
+        if not rule.holds(value):
+            raise ValueError(rule.message)
+    parts = urlsplit(value)
+    if parts.scheme in ("http", "https"):
+        if _authority_is_malformed(parts):
+            raise ValueError("is not a valid URL: the port after the host is not a number")
+        if not parts.hostname:
+            raise ValueError("is not a valid URL: no host")
+    return value
+
+
+def _check_tracking_uri(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    for rule in (NO_URI_CREDENTIALS, NO_HTTP_QUERY):
+        if not rule.holds(value):
+            raise ValueError(rule.message)
+    parts = urlsplit(value)
+    if parts.scheme in ("http", "https") and (_authority_is_malformed(parts) or not parts.hostname):
+        raise ValueError("is not a valid URL: expected http(s)://host[:port][/path]")
+    return value
+
+
+def _validations(*rules: CelRule) -> dict[str, JsonValue]:
+    return {"x-kubernetes-validations": [dict(rule.to_schema()) for rule in rules]}
+
 
 HttpUrl = Annotated[
     str,
-    Field(pattern=_HTTP_URL_PATTERN, max_length=2048, json_schema_extra=_NO_CREDENTIALS_SCHEMA),
-    BeforeValidator(_refuse_credentials),
+    Field(
+        pattern=_HTTP_URL_PATTERN,
+        max_length=2048,
+        json_schema_extra=_validations(NO_CREDENTIALS, NO_QUERY),
+    ),
+    BeforeValidator(_check_http_url),
 ]
-"""An http(s) base URL without credentials."""
+"""An http(s) base URL without credentials or query string. Python also parses it (urllib.parse):
+the port must be a number and there must be a host."""
 
 TrackingUri = Annotated[
     str,
-    Field(min_length=1, max_length=2048, json_schema_extra=_NO_CREDENTIALS_SCHEMA),
-    BeforeValidator(_refuse_credentials),
+    Field(
+        min_length=1,
+        max_length=2048,
+        json_schema_extra=_validations(NO_URI_CREDENTIALS, NO_HTTP_QUERY),
+    ),
+    BeforeValidator(_check_tracking_uri),
 ]
 """An MLflow tracking URI (http(s), file:, databricks, ...) without credentials."""
 
