@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from shinsa.api.eval_run import NO_URI_CREDENTIALS
-from shinsa.evaluation.config import ConfigError, parse_config, redact_userinfo
+from shinsa.commands.eval import run_command
+from shinsa.evaluation.config import ConfigError, DatasetSource, load_config, parse_config, redact_userinfo
+from shinsa.evaluation.datasets import DatasetError, load_corpus, load_questions
 from shinsa.evaluation.masking import MASK, MaskedReporter, SecretMask, masked
 from shinsa.evaluation.progress import JsonLinesReporter
+from shinsa.evaluation.results import ExitCode
 
 pytestmark = pytest.mark.unit
 
@@ -154,3 +159,64 @@ def test_the_tracking_uri_userinfo_rule_of_the_crd_agrees_with_urllib(uri: str) 
 
     pattern = NO_URI_CREDENTIALS.rule.removeprefix("!self.matches('").removesuffix("')")
     assert bool(re.search(pattern, uri)) == (not NO_URI_CREDENTIALS.holds(uri))
+
+
+# -- datasets ---------------------------------------------------------------------------------------
+
+LICENSED = "Licensed question text that must not be printed"
+
+
+def _bad_dataset(root: Path) -> Path:
+    lines = [
+        json.dumps({"question_id": "q1", "category": "writing", "turns": [LICENSED + " one"]}),
+        json.dumps({"question_id": "q2", "category": "writing", "turns": [LICENSED + " two"]}),
+    ]
+    data = (lines[0] + "\n").encode() + lines[1].encode().replace(b"two", b"tw\xff") + b"\n"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "question.jsonl").write_bytes(data)
+    return root
+
+
+def test_a_byte_that_is_not_utf8_is_a_dataset_error_naming_file_line_and_offset(tmp_path: Path) -> None:
+    root = _bad_dataset(tmp_path / "mt-bench")
+    offset = (root / "question.jsonl").read_bytes().index(b"\xff")
+    with pytest.raises(DatasetError) as raised:
+        load_questions(str(root), DatasetSource(uri=str(root)), tmp_path / "cache")
+    assert str(raised.value) == f"{root / 'question.jsonl'}:2: not UTF-8 (byte 0xff at byte offset {offset})"
+
+
+def test_a_json_array_or_corpus_that_is_not_utf8_is_a_dataset_error(tmp_path: Path) -> None:
+    (tmp_path / "test.json").write_bytes(b'[{"ID": "1",\n "text": "caf\xe9"}]')
+    with pytest.raises(DatasetError, match=r"test\.json:2: not UTF-8 \(byte 0xe9 at byte offset 26\)"):
+        load_questions(str(tmp_path), DatasetSource(uri=str(tmp_path), questionFile="test.json"), tmp_path)
+    (tmp_path / "corpus.txt").write_bytes(b"ok\n\x80")
+    with pytest.raises(DatasetError, match=r"corpus\.txt:2: not UTF-8 \(byte 0x80 at byte offset 3\)"):
+        load_corpus(str(tmp_path), DatasetSource(uri=str(tmp_path)), tmp_path)
+
+
+def test_the_cli_exits_2_without_traceback_or_dataset_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _bad_dataset(tmp_path / "mt-bench")
+    config = tmp_path / "eval.yaml"
+    # Nothing listens on the endpoints: datasets are read before any request.
+    unreachable = "http://127.0.0.1:9/v1"
+    run_spec = spec(
+        model={"endpoint": unreachable, "servedName": "m"},
+        judges=[{"name": "judge-a", "endpoint": unreachable, "model": "gpt"}],
+        benchmarks=[{"name": "mt-bench", "dataset": {"uri": str(root)}}],
+    )
+    config.write_text(yaml.safe_dump({**run_spec, "engine": {"outputDir": str(tmp_path / "out")}}))
+    assert run_command(config, None, True, json_logs=True) == ExitCode.CONFIG
+    captured = capsys.readouterr()
+    events = [json.loads(line) for line in captured.err.splitlines()]
+    assert [e["event"] for e in events] == ["config error"]
+    assert "question.jsonl:2: not UTF-8" in events[0]["error"]
+    assert LICENSED not in captured.out + captured.err and "Traceback" not in captured.err
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "eval.yaml"
+    path.write_bytes(b"model:\n  endpoint: http://m/v1\xff\n")
+    with pytest.raises(ConfigError, match=r"--config: .*eval\.yaml is not UTF-8 \(byte offset 27\)"):
+        load_config(path)

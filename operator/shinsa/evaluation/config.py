@@ -275,6 +275,9 @@ def load_config(path: str | Path) -> EvalConfig:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        # Its own message quotes the bytes around the bad one, which may be a key.
+        raise ConfigError(f"--config: {path} is not UTF-8 (byte offset {exc.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

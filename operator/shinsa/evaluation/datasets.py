@@ -110,9 +110,30 @@ def _member(root: Path, name: str) -> Path:
     return path
 
 
+def _not_utf8(path: Path, line: int, offset: int, byte: int) -> DatasetError:
+    # The byte and where it is, never the text around it: a dataset is licensed data, and
+    # UnicodeDecodeError's own message carries the whole line.
+    return DatasetError(f"{path}:{line}: not UTF-8 (byte 0x{byte:02x} at byte offset {offset})")
+
+
+def read_text(path: Path) -> str:
+    """A dataset file as text; a byte that is not UTF-8 is a DatasetError naming line and offset."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, data.count(b"\n", 0, exc.start) + 1, exc.start, data[exc.start]) from None
+
+
 def _jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        offset = 0
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _not_utf8(path, number, offset + exc.start, raw[exc.start]) from None
+            offset += len(raw)
             if not line.strip():
                 continue
             try:
@@ -126,7 +147,7 @@ def _jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
 
 def _json_array(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
     try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
+        rows = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     if not isinstance(rows, list):
@@ -245,7 +266,7 @@ def load_questions(uri: str, source: DatasetSource, cache_dir: Path) -> tuple[Da
 def load_corpus(uri: str, source: DatasetSource, cache_dir: Path) -> tuple[Dataset, str]:
     root = locate(uri, cache_dir)
     path = _member(root, source.corpus_file)
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     if not text.strip():
         raise DatasetError(f"{path}: corpus is empty")
     return Dataset(uri=uri, root=root, digest=_digest([path])), text
