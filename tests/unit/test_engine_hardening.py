@@ -218,5 +218,5 @@ def test_the_cli_exits_2_without_traceback_or_dataset_text(
 def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "eval.yaml"
     path.write_bytes(b"model:\n  endpoint: http://m/v1\xff\n")
-    with pytest.raises(ConfigError, match=r"--config: .*eval\.yaml is not UTF-8 \(byte offset 27\)"):
+    with pytest.raises(ConfigError, match=r"--config: .*eval\.yaml is not UTF-8 \(byte offset 30\)"):
         load_config(path)
