@@ -11,14 +11,16 @@ from typing import Any
 
 import pytest
 import yaml
+from rich.console import Console
 
 from shinsa.api.eval_run import NO_URI_CREDENTIALS
-from shinsa.commands.eval import run_command
+from shinsa.commands.eval import run_command, summary_table
 from shinsa.evaluation.config import ConfigError, DatasetSource, load_config, parse_config, redact_userinfo
 from shinsa.evaluation.datasets import DatasetError, load_corpus, load_questions
 from shinsa.evaluation.masking import MASK, MaskedReporter, SecretMask, masked
-from shinsa.evaluation.progress import JsonLinesReporter
+from shinsa.evaluation.progress import JsonLinesReporter, RichReporter
 from shinsa.evaluation.results import ExitCode
+from tests.support.results import items_of, results_of
 
 pytestmark = pytest.mark.unit
 
@@ -220,3 +222,42 @@ def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> Non
     path.write_bytes(b"model:\n  endpoint: http://m/v1\xff\n")
     with pytest.raises(ConfigError, match=r"--config: .*eval\.yaml is not UTF-8 \(byte offset 30\)"):
         load_config(path)
+
+
+# -- terminal output --------------------------------------------------------------------------------
+
+HOSTILE_ID = "[/x] [bold red]boom"
+ESCAPE_ID = "q\x1b[2J\x1b]0;pwned\x07\rok"
+
+
+def _terminal() -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    # No colours of its own, so that any escape sequence in the output came from the data.
+    return Console(file=out, force_terminal=True, color_system=None, width=300, log_path=False), out
+
+
+def test_user_data_in_log_lines_prints_as_is_and_controls_do_not_reach_the_terminal() -> None:
+    console, out = _terminal()
+    reporter = RichReporter(console)
+    try:
+        reporter.event(
+            "config error", error=f"data/[draft]/question.jsonl:3: duplicate question_id {HOSTILE_ID}"
+        )
+        reporter.event("config error", error=f"duplicate question_id {ESCAPE_ID}")
+        reporter.event(":warning: [bold]not markup[/bold]", benchmark="mt-bench")
+    finally:
+        reporter.close()
+    text = out.getvalue()
+    assert f"data/[draft]/question.jsonl:3: duplicate question_id {HOSTILE_ID}" in text
+    assert "duplicate question_id q\\x1b[2J\\x1b]0;pwned\\x07\\rok" in text
+    # The progress bar's own line redraws use CR and cursor codes; the data's must not.
+    assert "\x1b[2J" not in text and "\x1b]0;" not in text and "\x07" not in text and "\rok" not in text
+    assert ":warning: [bold]not markup[/bold]" in text
+
+
+def test_the_summary_table_prints_a_hostile_model_name_as_is() -> None:
+    scores = {"q0": [[7.0]], "q1": [[6.0]]}
+    results = results_of(items_of("mt-bench", scores), served_name=HOSTILE_ID + ESCAPE_ID)
+    console, out = _terminal()
+    console.print(summary_table(results))
+    assert HOSTILE_ID in out.getvalue() and "\\x1b[2J" in out.getvalue() and "\x1b[2J" not in out.getvalue()

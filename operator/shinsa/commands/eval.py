@@ -23,7 +23,7 @@ from shinsa.evaluation.client import EndpointUnreachable
 from shinsa.evaluation.config import ConfigError, load_config
 from shinsa.evaluation.datasets import DatasetError
 from shinsa.evaluation.masking import SecretMask, masked
-from shinsa.evaluation.progress import JsonLinesReporter, Reporter, make_reporter
+from shinsa.evaluation.progress import JsonLinesReporter, Reporter, make_reporter, neutralised, terminal_safe
 from shinsa.evaluation.results import ExitCode, RunResults
 
 T = TypeVar("T")
@@ -46,14 +46,15 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def summary_table(results: RunResults) -> Table:
-    table = Table(title=f"Evaluation: {results.model.served_name} ({results.status})")
+    table = Table(title=f"Evaluation: {terminal_safe(results.model.served_name)} ({results.status})")
     for column in ("benchmark", "judge", "mean", "std", "95% CI", "questions", "errors"):
         table.add_column(column, justify="left" if column in ("benchmark", "judge") else "right")
     for name, summary in results.benchmarks.items():
         for judge, sub in summary.judges.items():
             table.add_row(
-                name,
-                judge + (" *" if judge == summary.primary_judge and len(summary.judges) > 1 else ""),
+                terminal_safe(name),
+                terminal_safe(judge)
+                + (" *" if judge == summary.primary_judge and len(summary.judges) > 1 else ""),
                 _fmt(sub.mean),
                 _fmt(sub.std),
                 f"[{_fmt(sub.ci_low)}, {_fmt(sub.ci_high)}]",
@@ -159,8 +160,8 @@ def _run(output_to: Reporter, config_path: Path, output: Path | None, resume: bo
         reporter.event("summary", **summary_fields(result.results), output_dir=str(result.output_dir))
     else:
         reporter.close()
-        Console(soft_wrap=True).print(summary_table(result.results))
-        print(f"status: {result.status}; results in {result.output_dir}")
+        Console(soft_wrap=True, emoji=False).print(summary_table(result.results))
+        print(neutralised(f"status: {result.status}; results in {result.output_dir}"))
     return result.exit_code
 
 

@@ -7,12 +7,28 @@ line; on a laptop the bars are what a person wants.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from typing import Any, Protocol, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+# C0 and C1 controls but tab and newline (ESC starts a terminal sequence, CR overwrites the line),
+# and the bidirectional overrides that make text read other than it is.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def neutralised(text: str) -> str:
+    """`text` with its control characters shown as escapes (`\\x1b`) rather than acted on."""
+    return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def terminal_safe(text: str) -> str:
+    """User data (ids, paths, model names, server messages) as rich markup that prints it as is."""
+    return escape(neutralised(text))
 
 
 class Reporter(Protocol):
@@ -68,7 +84,7 @@ class JsonLinesReporter:
 
 class RichReporter:
     def __init__(self, console: Console | None = None) -> None:
-        self._console = console or Console(stderr=True, log_path=False)
+        self._console = console or Console(stderr=True, log_path=False, emoji=False)
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -83,12 +99,12 @@ class RichReporter:
 
     def event(self, message: str, **fields: Any) -> None:
         extra = " ".join(f"{k}={v}" for k, v in fields.items())
-        self._progress.console.log(f"{message} {extra}".strip())
+        self._progress.console.log(terminal_safe(f"{message} {extra}".strip()), emoji=False)
 
     def benchmark_started(self, name: str, total: int, resumed: int) -> None:
         self._errors[name] = 0
         # Reused items are advanced like the others, as the run reaches them.
-        self._tasks[name] = self._progress.add_task(name, total=total, completed=0, errors=0)
+        self._tasks[name] = self._progress.add_task(terminal_safe(name), total=total, completed=0, errors=0)
         if resumed:
             self.event(f"{name}: {resumed} of {total} items from the checkpoint")
 
