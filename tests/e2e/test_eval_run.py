@@ -11,6 +11,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from shinsa.devcluster.cluster import LocalCluster, tool_bin_dir
+from tests.support.browser import rendered
 from tests.support.eval_runs import (
     GROUP,
     VERSION,
@@ -72,7 +73,7 @@ def test_an_eval_run_waits_for_its_deployment_runs_its_job_and_reports_scores(
     assert condition(run, "JobComplete")["status"] == "True"
     score = status["scores"]["mt-bench"]
     assert score["n"] == QUESTIONS and 1 <= score["mean"] <= 10
-    assert status["mlflowRunId"] and status["mlflowRunUrl"].endswith(status["mlflowRunId"])
+    assert status["mlflowRunId"]
 
     # One Job, with the evaluator's command line and the Job settings of the spec and the operator.
     jobs = client.BatchV1Api(kube).list_namespaced_job(namespace).items
@@ -130,6 +131,55 @@ def test_the_gates_pass_a_clearly_better_candidate_and_fail_a_clearly_worse_one(
     assert condition(better, "GatesEvaluated")["reason"] == "Passed"
     (row,) = worse["status"]["gates"]
     assert row["verdict"] == "Failed" and row["n"] == QUESTIONS and row["observed"] < 0 and row["explanation"]
+
+
+def test_a_champion_alias_baseline_is_the_latest_evaluation_of_the_version_it_points_at(
+    kube: client.ApiClient, namespace: str, operator: InProcessOperator, bucket: str, mlflow_server: str,
+    dataset: Path, evaluator_env: None, tmp_path: Path,
+) -> None:  # fmt: skip
+    import mlflow
+
+    registry = mlflow.MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+    model = f"chat-{namespace}"  # one MLflow server serves the whole session
+    registry.create_registered_model(model)
+    champion = registry.create_model_version(model, source="hf://llm-jp/llm-jp-4-8b")
+    registry.set_registered_model_alias(model, "champion", champion.version)
+
+    deploy(kube, namespace, "judge")
+    deploy(kube, namespace, "serving", uri=f"models:/{model}@champion")
+    deploy(kube, namespace, "candidate", quality=2)
+    # The champion's evaluation is found by the version the deployment resolved, not by name.
+    create_run(kube, namespace, eval_run("champion-eval", "serving", dataset, bucket, ns=namespace))
+    evaluated = wait_phase(kube, namespace, "champion-eval", {"Succeeded"}, timeout_s=240)["status"]
+    tags = registry.get_run(evaluated["mlflowRunId"]).data.tags
+    assert (tags["shinsa.model.registered_name"], tags["shinsa.model.version"]) == (model, champion.version)
+
+    gates = {
+        "baseline": {"mlflowModel": f"{model}@champion"},
+        "minPairs": 20,
+        "rules": [{"type": "superiority", "benchmark": "mt-bench", "metric": "score"}],
+    }
+    create_run(
+        kube, namespace, eval_run("challenger", "candidate", dataset, bucket, ns=namespace, gates=gates)
+    )
+    run = wait_phase(kube, namespace, "challenger", {"Succeeded", "Failed", "Incomplete"}, timeout_s=240)
+    status = run["status"]
+    assert status["decision"] == "Passed", status
+    assert status["baseline"] == f"mlflowModel {model}@champion"
+    decided = registry.get_run(status["mlflowRunId"]).data.tags
+    assert decided["shinsa.gate.decision"] == "Passed"
+    assert decided["shinsa.gate.baseline_run_id"] == evaluated["mlflowRunId"]
+
+    # The run page the status links to, in a real browser: MLflow's UI shows the run, its
+    # decision tag and its scores (a screenshot stays with the test's output).
+    experiment = registry.get_run(status["mlflowRunId"]).info.experiment_id
+    assert (
+        status["mlflowRunUrl"] == f"{mlflow_server}/#/experiments/{experiment}/runs/{status['mlflowRunId']}"
+    )
+    page = rendered(status["mlflowRunUrl"], screenshot=tmp_path / "mlflow-run.png")
+    assert "challenger" in page  # the run is named after its EvalRun
+    assert "shinsa.gate.decision" in page and "Passed" in page
+    assert "mt-bench" in page
 
 
 def test_a_baseline_that_does_not_exist_is_inconclusive_saying_why(

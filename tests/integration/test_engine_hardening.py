@@ -75,3 +75,18 @@ def test_a_key_the_server_echoes_is_masked_in_errors_logs_and_artifacts(
         assert secret not in log.getvalue() + captured.out + captured.err
         for path in [*_files(artifacts), *_files(result.output_dir)]:
             assert secret.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("target", ["model", "judge"])
+def test_a_reply_over_the_cap_is_an_item_error_and_not_stored(
+    target: str, make_spec: Any, openai_double: EchoingDouble
+) -> None:
+    # A server ignoring maxTokens: 1 MB replies once made 8 MB of results for 8 items.
+    openai_double.huge_reply_chars[target] = 1_000_000
+    spec = make_spec(repeats=1, maxResponseBytes=65536)
+    result = asyncio.run(run_evaluation(parse_config(spec), reporter=JsonLinesReporter(every_s=60)))
+    # A failed first answer leaves the second turn ungenerated ("not generated: turn 1 failed").
+    first_turns = [i for i in result.items if i.turn == 1]
+    assert first_turns and all(i.error for i in result.items)
+    assert all(i.error and "reply larger than maxResponseBytes (65536 bytes)" in i.error for i in first_turns)
+    assert sum(p.stat().st_size for p in _files(result.output_dir)) < 1_000_000

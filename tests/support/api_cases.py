@@ -90,7 +90,7 @@ EVAL = {
         "promote": {
             "registeredModel": "llm-jp-4-8b",
             "alias": "production",
-            "targetDeployment": "llm-jp-4-8b",
+            "enabled": True,
         },
     },
 }  # fmt: skip

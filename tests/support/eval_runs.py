@@ -63,6 +63,7 @@ def deploy(
     name: str,
     quality: int = 0,
     annotations: dict[str, str] | None = None,
+    uri: str = "hf://llm-jp/llm-jp-4-8b",
 ) -> None:
     body = {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -72,7 +73,7 @@ def deploy(
             "annotations": {ANSWER_QUALITY_ANNOTATION: str(quality), **(annotations or {})},
         },
         "spec": {
-            "model": {"uri": "hf://llm-jp/llm-jp-4-8b"},
+            "model": {"uri": uri},
             "serving": {"maxModelLen": 8192},
             "resources": {"gpu": {"product": "NVIDIA-H100-80GB-HBM3"}},
         },

@@ -4,18 +4,28 @@ oversized replies."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from rich.console import Console
 
 from shinsa.api.eval_run import NO_URI_CREDENTIALS
 from shinsa.commands.eval import run_command, summary_table
-from shinsa.evaluation.config import ConfigError, DatasetSource, load_config, parse_config, redact_userinfo
+from shinsa.evaluation.client import ChatClient, RequestFailed
+from shinsa.evaluation.config import (
+    ConfigError,
+    DatasetSource,
+    Sampling,
+    load_config,
+    parse_config,
+    redact_userinfo,
+)
 from shinsa.evaluation.datasets import DatasetError, load_corpus, load_questions
 from shinsa.evaluation.masking import MASK, MaskedReporter, SecretMask, masked
 from shinsa.evaluation.progress import JsonLinesReporter, RichReporter
@@ -261,3 +271,69 @@ def test_the_summary_table_prints_a_hostile_model_name_as_is() -> None:
     console, out = _terminal()
     console.print(summary_table(results))
     assert HOSTILE_ID in out.getvalue() and "\\x1b[2J" in out.getvalue() and "\x1b[2J" not in out.getvalue()
+
+
+# -- reply size -------------------------------------------------------------------------------------
+
+
+def _client(response: httpx.Response, cap: int) -> tuple[ChatClient, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return response
+
+    chat = ChatClient(
+        "http://model.test/v1",
+        "m",
+        transport=httpx.MockTransport(handler),
+        retries=3,
+        backoff_s=0.01,
+        max_response_bytes=cap,
+    )
+    return chat, seen
+
+
+def _reply(content: str, reasoning: str = "") -> httpx.Response:
+    message = {"role": "assistant", "content": content, "reasoning_content": reasoning}
+    return httpx.Response(200, json={"choices": [{"message": message, "finish_reason": "stop"}]})
+
+
+def _streamed(content: str) -> httpx.Response:
+    chunks = [
+        {"choices": [{"delta": {"content": content[i : i + 100]}}]} for i in range(0, len(content), 100)
+    ]
+    body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        _reply("x" * 5000),
+        _reply("x" * 3000, reasoning="y" * 2000),
+        _reply("あ" * 1500),  # 4,500 bytes of UTF-8 in 1,500 characters
+        _streamed("x" * 5000),
+        # A body far past the cap is not even read whole.
+        httpx.Response(200, content=b"{" + b" " * 10_000_000 + b"}"),
+    ],
+    ids=["answer", "answer-and-reasoning", "multibyte", "streamed", "huge-body"],
+)
+def test_a_reply_over_the_cap_fails_the_request_without_retrying(response: httpx.Response) -> None:
+    chat, seen = _client(response, cap=4096)
+    stream = response.headers.get("content-type") == "text/event-stream"
+    with pytest.raises(RequestFailed) as raised:
+        asyncio.run(chat.chat([{"role": "user", "content": "hi"}], Sampling(), stream=stream))
+    assert "reply larger than maxResponseBytes (4096 bytes)" in str(raised.value) and len(seen) == 1
+
+
+def test_a_reply_within_the_cap_is_kept_whole() -> None:
+    chat, _ = _client(_reply("x" * 4000), cap=4096)
+    assert asyncio.run(chat.chat([{"role": "user", "content": "hi"}], Sampling())).answer == "x" * 4000
+
+
+def test_the_cap_is_a_spec_option_with_a_default() -> None:
+    assert parse_config(spec()).spec.max_response_bytes == 256 * 1024
+    assert parse_config(spec(maxResponseBytes=4096)).spec.max_response_bytes == 4096
+    with pytest.raises(ConfigError, match="maxResponseBytes"):
+        parse_config(spec(maxResponseBytes=10))

@@ -83,7 +83,7 @@ FULL_SPEC: dict[str, Any] = {
                   {"type": "minimum", "benchmark": "mt-bench-ja", "threshold": 1.0},
                   {"type": "maxErrorRate", "limit": 0.5}],
     },
-    "promote": {"registeredModel": "llm-jp-4-8b", "alias": "production", "targetDeployment": "llm-jp-4-8b"},
+    "promote": {"registeredModel": "llm-jp-4-8b", "alias": "production", "enabled": True},
     "job": {"image": "registry.example/shinsa:0.1.0",
             "resources": {"requests": {"cpu": "1"}, "limits": {"memory": "2Gi"}},
             "serviceAccountName": "evaluator", "nodeSelector": {"pool": "batch"},

@@ -31,6 +31,7 @@ from shinsa.api.eval_run import (
     JudgePrompts,
     MLflowSpec,
     Promotion,
+    PromotionStatus,
     RateLimit,
     Sampling,
     SecretKeyRef,
@@ -56,6 +57,7 @@ from shinsa.api.model_deployment import (
     ServingSpec,
     Toleration,
 )
+from shinsa.api.promotion_policy import PromotionPolicy, PromotionPolicySpec
 from shinsa.api.resource import K8sResource, ObjectMeta
 
 __all__ = [
@@ -103,6 +105,9 @@ __all__ = [
     "ObjectMeta",
     "Parallelism",
     "Promotion",
+    "PromotionPolicy",
+    "PromotionPolicySpec",
+    "PromotionStatus",
     "RateLimit",
     "Resources",
     "RopeScaling",

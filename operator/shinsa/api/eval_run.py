@@ -44,6 +44,7 @@ _SHORT_ENUM: dict[str, JsonValue] = {"maxLength": 64}
 _PROMPT_CHARS = 65536
 # Empty maps and lists Python fills in are CRD defaults too, so the server stores what Python reads.
 _EMPTY_MAP: dict[str, JsonValue] = {"default": {}}
+DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024
 
 # URLs are logged (MLflow params, scores.json, error messages, events), so no credential may be in
 # one. CEL messages, unlike a pattern's, do not echo the value back; neither do the Python ones.
@@ -433,14 +434,17 @@ class MLflowSpec(K8sModel):
 
 
 class Promotion(K8sModel):
-    """What to do with a candidate that passes its gates."""
+    """What to do with a candidate that passes its gates: register it as a new version of a model in
+    MLflow's registry and point an alias at it, which the ModelDeployments serving
+    `models:/<registeredModel>@<alias>` follow. Who may promote which model is a cluster-wide
+    `PromotionPolicy`'s decision (docs/promotion.md)."""
 
-    registered_model: str = Field(min_length=1, max_length=500)
-    """The MLflow registered model to add the candidate to."""
+    registered_model: str = Field(min_length=1, max_length=256, pattern=r"^[^/@\s][^/@]*$")
+    """The MLflow registered model the candidate becomes a version of (created if missing)."""
     alias: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$", max_length=255)
-    """The registry alias to point at the new version (for example `production`)."""
-    target_deployment: str | None = Field(default=None, pattern=_OBJECT_NAME_PATTERN, max_length=253)
-    """A ModelDeployment in this namespace to roll out to the promoted version."""
+    """The registry alias to point at the new version (for example `champion`)."""
+    enabled: bool = True
+    """False: gate, record the decision, and move nothing (a dry run of the promotion)."""
 
 
 def _judged(spec: EvalRunSpec) -> list[str]:
@@ -576,6 +580,10 @@ class EvalRunSpec(K8sModel):
     backoff_seconds: float = Field(default=1.0, ge=0, le=60)
     """The first backoff between retries; it doubles, with jitter, up to 60 seconds. A `Retry-After`
     answer replaces it."""
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1024, le=64 * 1024 * 1024)
+    """The largest model answer or judge reply accepted, in bytes of its text (answer and reasoning);
+    a longer one is an item error, and is not stored. It bounds what a server that ignores
+    `maxTokens` can write into the results."""
     max_error_rate: float = Field(default=0.05, ge=0, le=1)
     """The largest fraction of failed requests (after retries) a complete run may have; above it the
     run ends Incomplete and gates are not applied."""
@@ -614,6 +622,8 @@ class EvalRunPhase(enum.StrEnum):
     """The evaluation Job exists (running, or waiting for its pod or for quota)."""
     GATING = "Gating"
     """The Job succeeded; the gates are being decided."""
+    PROMOTING = "Promoting"
+    """Decided, with `spec.promote`: the registry version and alias are being written."""
     SUCCEEDED = "Succeeded"
     """Scores (and a decision, with gates) are in the status."""
     FAILED = "Failed"
@@ -666,6 +676,22 @@ class GateRow(K8sModel):
     """One line: why this verdict."""
 
 
+class PromotionStatus(K8sModel):
+    """What the promotion wrote to MLflow's registry."""
+
+    model: str = Field(max_length=256)
+    """The registered model."""
+    version: str | None = Field(default=None, max_length=32)
+    """The version created for this EvalRun (one per EvalRun, found again by its uid)."""
+    alias: str = Field(max_length=255)
+    """The alias moved to `version`."""
+    previous_version: str | None = Field(default=None, max_length=32)
+    """The version the alias pointed at before (what `shinsa promote rollback` goes back to)."""
+    followers: list[str] = Field(default_factory=list, max_length=256)
+    """The ModelDeployments (`namespace/name`) that serve `models:/<model>@<alias>` and so roll to
+    the new version."""
+
+
 class EvalRunStatus(K8sStatusModel):
     """The observed state of an EvalRun, written by the operator."""
 
@@ -699,6 +725,8 @@ class EvalRunStatus(K8sStatusModel):
     """The baseline the gates compared against (`EvalRun x`, `MLflow run y`)."""
     decision: GateVerdict | None = None
     """The gates' decision: Passed, Failed or Inconclusive. Written once; never re-decided."""
+    promotion: PromotionStatus | None = None
+    """With `spec.promote`, once the candidate was promoted: the version and alias written."""
     start_time: datetime | None = None
     """When the evaluation Job started."""
     completion_time: datetime | None = None

@@ -138,6 +138,10 @@ class EvalRunCondition(enum.StrEnum):
     """Written after JobComplete=True when `spec.gates` is set: True once the decision is made, its
     reason being the decision (Passed, Failed, Inconclusive); False (reason NotEvaluated) when the
     run ended without results to gate."""
+    PROMOTED = "Promoted"
+    """Written after GatesEvaluated=True when `spec.promote` is set: True once the candidate is a
+    version of the registered model and the alias points at it; False with the reason nothing
+    moved; Unknown while the registry does not answer (retried)."""
 
 
 class EvalRunReason(enum.StrEnum):
@@ -195,3 +199,22 @@ class EvalRunReason(enum.StrEnum):
     baseline could not be found or read (the message says why)."""
     NOT_EVALUATED = "NotEvaluated"
     """GatesEvaluated=False: the run ended Failed or Incomplete, so there is nothing to gate."""
+
+    # Promoted
+    PROMOTION_DONE = "Promoted"
+    """Promoted=True: the version exists and the alias points at it; `status.promotion` says which."""
+    NOT_PASSED = "NotPassed"
+    """Promoted=False: the decision was Failed or Inconclusive (or the run did not succeed)."""
+    DISABLED = "Disabled"
+    """Promoted=False: `spec.promote.enabled` is false; the decision is recorded, nothing moves."""
+    FORBIDDEN = "Forbidden"
+    """Promoted=False: no PromotionPolicy lets this namespace promote this model with these gates;
+    the message names the policy and what it requires."""
+    NOT_PROMOTABLE = "NotPromotable"
+    """Promoted=False: the candidate has no model source to register (`spec.model.endpoint`, or a
+    deployment whose source is not one a ModelDeployment can serve)."""
+    SUPERSEDED = "Superseded"
+    """Promoted=False: the alias already points at a newer version promoted since; moving it back
+    would undo that promotion (`shinsa promote rollback` does it on purpose)."""
+    REGISTRY_UNAVAILABLE = "RegistryUnavailable"
+    """Promoted=Unknown, retried: MLflow's registry did not answer; the run stays Promoting."""

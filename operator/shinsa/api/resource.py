@@ -60,6 +60,8 @@ class K8sResource(K8sModel):
     singular: ClassVar[str]
     short_names: ClassVar[tuple[str, ...]] = ()
     categories: ClassVar[tuple[str, ...]] = ("shinsa",)
+    scope: ClassVar[str] = "Namespaced"
+    """`Cluster` for a resource that belongs to no namespace."""
     printer_columns: ClassVar[tuple[PrinterColumn, ...]] = ()
 
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)

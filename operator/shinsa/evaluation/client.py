@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from shinsa.api.eval_run import DEFAULT_MAX_RESPONSE_BYTES
 from shinsa.evaluation.config import Sampling
 from shinsa.evaluation.ratelimit import RateLimiter
 from shinsa.evaluation.reasoning import split_reasoning
@@ -26,6 +27,7 @@ from shinsa.evaluation.reasoning import split_reasoning
 Message = Mapping[str, str]
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 600.0
+_ERROR_DETAIL_BYTES = 300
 
 
 class RequestFailed(Exception):
@@ -149,8 +151,10 @@ class ChatClient:
         max_tokens_param: str = "max_tokens",
         extra_body: Mapping[str, Any] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.base_url = normalise_base_url(endpoint)
+        self.max_response_bytes = max_response_bytes
         self.model = model
         self.timeout_s = timeout_s
         self.retries = retries
@@ -254,9 +258,12 @@ class ChatClient:
             async with asyncio.timeout(self.timeout_s):
                 if stream:
                     return await self._streamed(body, headers, started, attempt)
-                resp = await self._http.post(self.chat_url, json=body, headers=headers)
-                self._check_status(resp)
-                return self._parse_full(resp, started, attempt)
+                async with self._http.stream("POST", self.chat_url, json=body, headers=headers) as resp:
+                    await self._check_status(resp)
+                    # JSON escapes (`\\u3042` for a 3-byte character, `\\n`) make the body longer than
+                    # its text; the text itself is held to the cap once parsed.
+                    raw = await self._read(resp, 4 * self.max_response_bytes + 65536, fail=True)
+                return self._parse_full(raw, started, attempt)
         except TimeoutError:
             raise _Retryable(f"timed out after {self.timeout_s:g}s") from None
         except httpx.TimeoutException as exc:
@@ -264,28 +271,54 @@ class ChatClient:
         except httpx.TransportError as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from None
 
-    def _check_status(self, resp: httpx.Response) -> None:
+    def _too_large(self) -> _NotRetryable:
+        # Not retried: a server that ignores maxTokens once does so again, and the reply is dropped
+        # rather than stored.
+        return _NotRetryable(f"reply larger than maxResponseBytes ({self.max_response_bytes} bytes)")
+
+    async def _read(self, resp: httpx.Response, limit: int, *, fail: bool = False) -> bytes:
+        """The body, up to `limit` bytes: beyond it, the rest is never read, and with `fail` the
+        reply is refused."""
+        length = resp.headers.get("content-length", "")
+        if fail and length.isdigit() and int(length) > limit:
+            raise self._too_large()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.aiter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                if fail:
+                    raise self._too_large()
+                break
+        return b"".join(chunks)[:limit]
+
+    def _check_text_size(self, *texts: str) -> None:
+        if sum(len(t.encode()) for t in texts) > self.max_response_bytes:
+            raise self._too_large()
+
+    async def _check_status(self, resp: httpx.Response) -> None:
         key = str(resp.status_code)
         self.stats.by_status[key] = self.stats.by_status.get(key, 0) + 1
         if resp.status_code < 400:
             return
-        try:
-            detail = resp.text[:300].strip()
-        except httpx.ResponseNotRead:
-            detail = ""
+        body = await self._read(resp, _ERROR_DETAIL_BYTES)
+        detail = body.decode("utf-8", errors="replace").strip()
         reason = f"HTTP {resp.status_code}" + (f": {detail}" if detail else "")
         if resp.status_code in _RETRYABLE_STATUS or resp.status_code >= 500:
             raise _Retryable(reason, parse_retry_after(resp.headers.get("retry-after")))
         raise _NotRetryable(reason)
 
-    def _parse_full(self, resp: httpx.Response, started: float, attempt: int) -> ChatResult:
+    def _parse_full(self, raw: bytes, started: float, attempt: int) -> ChatResult:
         try:
-            data = resp.json()
+            data = json.loads(raw)
             choice = data["choices"][0]
             message = choice["message"]
         except (ValueError, KeyError, IndexError, TypeError):
-            raise _Retryable(f"malformed response: {resp.text[:200]!r}") from None
+            text = raw[:200].decode("utf-8", errors="replace")
+            raise _Retryable(f"malformed response: {text!r}") from None
         reasoning_field = message.get("reasoning_content") or message.get("reasoning")
+        self._check_text_size(str(message.get("content") or ""), str(reasoning_field or ""))
         split = split_reasoning(message.get("content") or "", reasoning_field)
         return ChatResult(
             answer=split.answer,
@@ -305,10 +338,9 @@ class ChatClient:
         usage: Mapping[str, Any] | None = None
         finish_reason: str | None = None
         ttft: float | None = None
+        received = 0
         async with self._http.stream("POST", self.chat_url, json=body, headers=headers) as resp:
-            if resp.status_code >= 400:
-                await resp.aread()
-            self._check_status(resp)
+            await self._check_status(resp)
             async for line in resp.aiter_lines():
                 if not line.startswith("data:"):
                     continue
@@ -328,6 +360,9 @@ class ChatClient:
                         ttft = time.monotonic() - started
                     content.append(piece)
                     reasoning.append(thought)
+                    received += len(piece.encode()) + len(thought.encode())
+                    if received > self.max_response_bytes:
+                        raise self._too_large()
                     finish_reason = choice.get("finish_reason") or finish_reason
         split = split_reasoning("".join(content), "".join(reasoning) or None)
         return ChatResult(

@@ -271,6 +271,7 @@ def _make_clients(
         "timeout_s": config.spec.timeout_seconds,
         "retries": config.spec.retries,
         "backoff_s": config.spec.backoff_seconds,
+        "max_response_bytes": config.spec.max_response_bytes,
         "transport": transport,
     }
     assert config.endpoint is not None  # parse_config guarantees it

@@ -156,14 +156,14 @@ def fetch_s3_results(uri: str, *, endpoint_url: str | None = None) -> RunResults
 # -- MLflow -----------------------------------------------------------------------------------------
 
 
-def _client(tracking_uri: str) -> MlflowClient:
+def mlflow_client(tracking_uri: str) -> MlflowClient:
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 @contextmanager
-def _mlflow_errors(
+def mlflow_errors(
     what: str, tracking_uri: str, not_found: frozenset[str] = _NOT_FOUND_CODES
 ) -> Iterator[None]:
     """MLflow's failures as ours: `not_found` error codes as ResultsNotFound, the rest (connection
@@ -196,8 +196,8 @@ def fetch_mlflow_results(run_id: str, *, tracking_uri: str) -> RunResults:
     """The results of the evaluation logged as MLflow run `run_id` (its scores.json artifact), with
     `mlflow_run_id` set to it (the engine logs scores.json before it knows its run's id)."""
     what = f"MLflow run {run_id}"
-    client = _client(tracking_uri)
-    with _mlflow_errors(what, tracking_uri):
+    client = mlflow_client(tracking_uri)
+    with mlflow_errors(what, tracking_uri):
         run = client.get_run(run_id)
     if run.info.lifecycle_stage == "deleted":
         raise ResultsNotFound(f"{what} is deleted", source=what)
@@ -212,7 +212,7 @@ def fetch_mlflow_results(run_id: str, *, tracking_uri: str) -> RunResults:
     with tempfile.TemporaryDirectory(prefix="shinsa-results-") as tmp:
         # MLflow's download reports every failure, an unreachable server too, as
         # RESOURCE_DOES_NOT_EXIST; the file was just listed, so a failure here is the server's.
-        with _mlflow_errors(what, tracking_uri, not_found=frozenset()):
+        with mlflow_errors(what, tracking_uri, not_found=frozenset()):
             path = Path(client.download_artifacts(run_id, SCORES_FILE, tmp))
         source = f"{what}: {SCORES_FILE}"
         try:
@@ -223,7 +223,7 @@ def fetch_mlflow_results(run_id: str, *, tracking_uri: str) -> RunResults:
 
 
 def _listed(client: MlflowClient, run_id: str, what: str, tracking_uri: str) -> list[Any]:
-    with _mlflow_errors(what, tracking_uri):
+    with mlflow_errors(what, tracking_uri):
         return list(client.list_artifacts(run_id))
 
 
@@ -302,11 +302,11 @@ def latest_model_evaluation(model: str, *, tracking_uri: str) -> str:
     what = f"mlflowModel {model}"
     if not name or not alias:
         raise ResultsNotFound(f"{what}: expected <registered model>@<alias>", source=what)
-    client = _client(tracking_uri)
-    with _mlflow_errors(what, tracking_uri):
+    client = mlflow_client(tracking_uri)
+    with mlflow_errors(what, tracking_uri):
         version = str(client.get_model_version_by_alias(name, alias).version)
     search = evaluation_filter(name, version, what)
-    with _mlflow_errors(what, tracking_uri):
+    with mlflow_errors(what, tracking_uri):
         runs = client.search_runs(
             _experiment_ids(client),
             filter_string=search,
@@ -446,8 +446,8 @@ def record_decision(
     document = gates_document(decision, baseline_run_id, baseline)
     from mlflow.entities import RunTag
 
-    client = _client(tracking_uri)
-    with _mlflow_errors(what, tracking_uri):
+    client = mlflow_client(tracking_uri)
+    with mlflow_errors(what, tracking_uri):
         existing = client.get_run(run_id).data.tags
         for stale in (t for t in GATE_TAGS if t in existing and t not in tags):
             client.delete_tag(run_id, stale)
