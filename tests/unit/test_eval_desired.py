@@ -73,6 +73,7 @@ FULL_SPEC: dict[str, Any] = {
     "timeoutSeconds": 120,
     "retries": 2,
     "backoffSeconds": 0.5,
+    "maxResponseBytes": 131072,
     "maxErrorRate": 0.1,
     "mlflow": {"trackingUri": "http://mlflow.mlops:5000", "experiment": "llm-jp-4"},
     "gates": {
