@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +19,7 @@ import pytest
 
 from shinsa.evaluation.config import parse_config
 from shinsa.evaluation.progress import JsonLinesReporter
+from shinsa.evaluation.results import ExitCode
 from shinsa.evaluation.runner import run_evaluation
 from support.echoing_double import EchoingDouble
 
@@ -90,3 +95,33 @@ def test_a_reply_over_the_cap_is_an_item_error_and_not_stored(
     assert first_turns and all(i.error for i in result.items)
     assert all(i.error and "reply larger than maxResponseBytes (65536 bytes)" in i.error for i in first_turns)
     assert sum(p.stat().st_size for p in _files(result.output_dir)) < 1_000_000
+
+
+def test_json_logs_stay_json_with_mlflow_on(
+    mlflow_server: str, make_spec: Any, manifest_file: Any, tmp_path: Path
+) -> None:
+    # A fresh experiment, so that MLflow also logs that it creates one.
+    spec = make_spec(repeats=1, mlflow={"trackingUri": mlflow_server, "experiment": f"json-{tmp_path.name}"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shinsa.commands.eval",
+            "run",
+            "--config",
+            str(manifest_file(spec)),
+            "--json-logs",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert done.returncode == ExitCode.OK, done.stdout + done.stderr
+    for stream in (done.stdout, done.stderr):
+        for line in stream.splitlines():
+            assert isinstance(json.loads(line), dict), line
+    events = [json.loads(line) for line in done.stderr.splitlines()]
+    # What MLflow said is kept, as JSON.
+    assert any("View run" in e["event"] for e in events)
+    assert any(e["event"] == "logged to MLflow" for e in events)

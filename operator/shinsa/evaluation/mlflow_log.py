@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
+import logging
 import math
 import os
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +27,7 @@ from shinsa.evaluation.results import RunResults, exit_code_of
 
 if TYPE_CHECKING:
     from shinsa.evaluation.benchmarks import Benchmark
+    from shinsa.evaluation.progress import Reporter
 
 _PARAM_LIMIT = 6000
 
@@ -189,6 +193,47 @@ def _tracking_uri_kept() -> Iterator[None]:
             os.environ["MLFLOW_TRACKING_URI"] = previous
 
 
+class _ToReporter(logging.Handler):
+    def __init__(self, reporter: Reporter) -> None:
+        super().__init__()
+        self._reporter = reporter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._reporter.event(record.getMessage(), level=record.levelname.lower(), logger=record.name)
+
+
+# MLflow's own loggers, each with a stream handler of its own (mlflow.utils.logging_utils), and the
+# HTTP client's, which warns on retries through logging's last-resort stderr handler.
+_LOGGERS = ("mlflow", "alembic", "sqlalchemy.engine", "urllib3")
+
+
+@contextlib.contextmanager
+def _output_through(reporter: Reporter) -> Iterator[None]:
+    """Everything MLflow says goes through `reporter`: with `--json-logs` the output is one JSON
+    object a line, and what it says is masked like every other line. It writes `🏃 View run ...`
+    to stdout, logs through handlers of its own to stderr, and issues warnings."""
+    import mlflow  # noqa: F401  # importing it installs the handlers replaced here
+
+    loggers = [logging.getLogger(name) for name in _LOGGERS]
+    saved = [(logger.handlers, logger.propagate) for logger in loggers]
+    handler = _ToReporter(reporter)
+    stdout = io.StringIO()
+    try:
+        for logger in loggers:
+            logger.handlers, logger.propagate = [handler], False
+        with contextlib.redirect_stdout(stdout), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            yield
+    finally:
+        for logger, (handlers, propagate) in zip(loggers, saved, strict=True):
+            logger.handlers, logger.propagate = handlers, propagate
+        for line in stdout.getvalue().splitlines():
+            if line.strip():
+                reporter.event(line.strip(), logger="mlflow")
+        for warning in caught:
+            reporter.event(str(warning.message), level="warning", logger=warning.category.__name__)
+
+
 @_tracking_uri_kept()
 def log_run(
     out: Path,
@@ -197,8 +242,22 @@ def log_run(
     config: EvalConfig,
     benchmarks: Sequence[Benchmark],
     tracking_uri: str,
+    reporter: Reporter | None = None,
 ) -> tuple[str, str]:
-    """Log the results in `out` and return the parent run's id and its experiment's."""
+    """Log the results in `out` and return the parent run's id and its experiment's; what MLflow
+    prints or logs meanwhile goes to `reporter` when one is given."""
+    with _output_through(reporter) if reporter else contextlib.nullcontext():
+        return _log_run(out, results, items, config, benchmarks, tracking_uri)
+
+
+def _log_run(
+    out: Path,
+    results: RunResults,
+    items: Sequence[Item],
+    config: EvalConfig,
+    benchmarks: Sequence[Benchmark],
+    tracking_uri: str,
+) -> tuple[str, str]:
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)

@@ -516,7 +516,7 @@ async def run_evaluation(
         from shinsa.evaluation.mlflow_log import log_run
 
         run_id, experiment_id = await asyncio.to_thread(
-            log_run, out, results, all_items, config, benchmarks, tracking_uri
+            log_run, out, results, all_items, config, benchmarks, tracking_uri, reporter
         )
         results = results.model_copy(update={"mlflow_run_id": run_id, "mlflow_experiment_id": experiment_id})
         write_results(results, out)
