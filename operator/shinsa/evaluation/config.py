@@ -242,7 +242,8 @@ def parse_config(data: Any) -> EvalConfig:
     """
     if not isinstance(data, dict):
         raise ConfigError("spec: expected a mapping")
-    if "spec" in data and ("kind" in data or "apiVersion" in data):
+    # A manifest, with or without apiVersion and kind: no field of a bare spec is named `spec`.
+    if "spec" in data:
         if data.get("kind", "EvalRun") != "EvalRun":
             raise ConfigError(f"kind: expected EvalRun, got {data.get('kind')!r}")
         spec, engine = data.get("spec"), data.get("engine", {})
