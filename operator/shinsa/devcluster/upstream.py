@@ -1,9 +1,11 @@
-"""Other projects' CRDs (LeaderWorkerSet, KServe), read from their Go modules at pinned versions.
+"""Other projects' CRDs (LeaderWorkerSet, KServe, Argo Workflows), read from their Go modules at
+pinned versions.
 
 Go module zips carry a module's non-Go files too, so `go mod download -json module@version` puts
 the project's `config/crd/...` YAML into the module cache, from where the local control plane can
-install the real CRDs. Nothing is copied into this repository: the pins in
-tools/upstream-crds.txt are the only place that names a version.
+install the real CRDs, and tests can read other files the project publishes next to them (Argo's
+JSON schema). Nothing is copied into this repository: the pins in tools/upstream-crds.txt are the
+only place that names a version.
 
 The module cache is the one tools/build.sh fills ($GOMODCACHE, else ~/.cache/shinsa/go/mod), so
 a download happens once per version and machine.
@@ -77,6 +79,16 @@ def read_pins(path: Path | None = None) -> list[UpstreamPin]:
     except OSError as exc:
         raise UpstreamError(f"cannot read the upstream CRD pins: {exc}") from None
     return parse_pins(text, source=str(path))
+
+
+def pin_for(module: str, pins: Sequence[UpstreamPin] | None = None) -> UpstreamPin:
+    """The pin of `module`, for a caller that needs one project's files rather than every CRD (a
+    test of Argo's schema must not install LeaderWorkerSet for the tests that check its absence)."""
+    pins = read_pins() if pins is None else pins
+    for pin in pins:
+        if pin.module == module:
+            return pin
+    raise UpstreamError(f"{module} is not pinned in {PINS_FILE.as_posix()}")
 
 
 def go_environment(base: dict[str, str] | None = None) -> dict[str, str]:
