@@ -41,6 +41,7 @@ from shinsa.controllers.eval_desired import (
     secret_env,
     served_version,
 )
+from shinsa.controllers.promotion import RegistryUnavailable, promote_run
 from shinsa.controllers.settings import OperatorSettings, from_memo
 from shinsa.controllers.status import EventPolicy, ObjectLocks, StatusWriter, invalid_spec_message
 from shinsa.evaluation.results import ExitCode, RunResults
@@ -66,7 +67,7 @@ EXITS = ExitPolicy(final=(ExitCode.CONFIG, ExitCode.INCOMPLETE), stopped=ExitCod
 
 STATUS = StatusWriter(
     PLURAL,
-    EventPolicy(expected_false=frozenset({Reason.WAITING_FOR_DEPLOYMENT})),
+    EventPolicy(expected_false=frozenset({Reason.WAITING_FOR_DEPLOYMENT, Reason.DISABLED})),
 )
 _locks = ObjectLocks()
 _log = logging.getLogger(__name__)
@@ -312,7 +313,35 @@ def _fail(step: _Step, phase: EvalRunPhase, reason: Reason, message: str) -> Non
             f"the run ended {phase.value}: nothing to gate",
             observed_generation=step.run.metadata.generation,
         )
+    if step.run.spec.promote is not None:
+        conditions = set_condition(
+            conditions,
+            Cond.PROMOTED,
+            False,
+            Reason.NOT_PASSED,
+            f"the run ended {phase.value}: nothing was promoted",
+            observed_generation=step.run.metadata.generation,
+        )
     step.write(phase=phase, conditions=conditions)
+
+
+def _promote(step: _Step, settings: OperatorSettings) -> None:
+    try:
+        outcome = promote_run(step.run.model_copy(update={"status": step.status}), settings)
+    except RegistryUnavailable as exc:
+        # Still Promoting: the resync (and kopf, for the create handler) asks again.
+        step.write(conditions=step.condition(Cond.PROMOTED, None, Reason.REGISTRY_UNAVAILABLE, str(exc)))
+        raise kopf.TemporaryError(str(exc), delay=APPLY_RETRY_S) from None
+    step.write(
+        phase=EvalRunPhase.SUCCEEDED,
+        promotion=outcome.promotion,
+        conditions=step.condition(Cond.PROMOTED, outcome.promoted, outcome.reason, outcome.message),
+    )
+
+
+def _decided(step: _Step) -> EvalRunPhase:
+    # With spec.promote the decision is followed by the promotion step before the run ends.
+    return EvalRunPhase.PROMOTING if step.run.spec.promote is not None else EvalRunPhase.SUCCEEDED
 
 
 def _gate(step: _Step, results: RunResults, settings: OperatorSettings) -> None:
@@ -338,17 +367,19 @@ def _gate(step: _Step, results: RunResults, settings: OperatorSettings) -> None:
                 )
                 raise kopf.TemporaryError(problem.message, delay=APPLY_RETRY_S) from None
             step.write(
-                phase=EvalRunPhase.SUCCEEDED,
+                phase=_decided(step),
                 decision=GateVerdict.INCONCLUSIVE,
                 baseline=None,
                 conditions=step.condition(Cond.GATES_EVALUATED, True, Reason.INCONCLUSIVE, problem.message),
             )
+            if step.run.spec.promote is not None:
+                _promote(step, settings)
             return
     decision = evaluate_gates(policy, results, baseline)
     tracking = step.run.spec.mlflow.tracking_uri or settings.mlflow_tracking_uri
     _record_decision(results, decision, baseline, described, settings, tracking)
     step.write(
-        phase=EvalRunPhase.SUCCEEDED,
+        phase=_decided(step),
         decision=decision.decision,
         gates=gate_rows(decision),
         baseline=described,
@@ -356,6 +387,8 @@ def _gate(step: _Step, results: RunResults, settings: OperatorSettings) -> None:
             Cond.GATES_EVALUATED, True, Reason(decision.decision.value), decision.summary()
         ),
     )
+    if step.run.spec.promote is not None:
+        _promote(step, settings)
 
 
 def reconcile_sync(body: dict[str, Any], settings: OperatorSettings) -> None:
@@ -368,6 +401,10 @@ def reconcile_sync(body: dict[str, Any], settings: OperatorSettings) -> None:
     namespace = run.metadata.namespace or ""
     name = job_name(run)
 
+    if step.status.phase == EvalRunPhase.PROMOTING:
+        # Decided before a restart or a registry outage: promote (again; it is idempotent).
+        _promote(step, settings)
+        return
     if step.status.phase == EvalRunPhase.GATING:
         # A restart while gating: the results were read already; read them again and decide.
         if step.status.results_uri:

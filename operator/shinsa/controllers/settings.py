@@ -81,6 +81,9 @@ class OperatorSettings(BaseModel):
     """How often `models:/` URIs are looked up again: the registry cannot say that an alias moved."""
     evalrun_resync_s: float = Field(default=30.0, gt=0, alias="SHINSA_EVALRUN_RESYNC_SECONDS")
     """How often a waiting or running EvalRun is looked at again besides the events that wake it."""
+    operator_namespace: str | None = Field(default=None, alias="POD_NAMESPACE")
+    """The operator's own namespace (the chart sets it from the downward API): without a
+    PromotionPolicy for a registered model, only EvalRuns here may promote it."""
     mlflow_http_request_max_retries: int = Field(default=1, ge=0, alias="MLFLOW_HTTP_REQUEST_MAX_RETRIES")
     """MLflow's client retries an unreachable server for minutes by default, holding a worker
     thread; one retry makes an outage a retried condition instead."""

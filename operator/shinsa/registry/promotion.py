@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 from shinsa.evaluation.mlflow_log import TAG_EVALRUN_NAME, TAG_EVALRUN_NAMESPACE, TAG_EVALRUN_UID
 from shinsa.registry.evaluations import (
+    TAG_GATE_DECISION,
     ResultsFetchError,
     ResultsNotFound,
     mlflow_client,
@@ -32,9 +33,7 @@ from shinsa.registry.evaluations import (
 
 MOVE_TAG_PREFIX = "shinsa.alias."
 """Registered-model tags `shinsa.alias.<alias>.<kind>.<id>` hold one move each, as JSON."""
-TAG_PROMOTED_DECISION = "shinsa.gate.decision"
 TAG_PROMOTED_RUN_ID = "shinsa.evaluation.run_id"
-TAG_PROMOTED_BASELINE_RUN_ID = "shinsa.gate.baseline_run_id"
 TAG_SCORE_PREFIX = "shinsa.score."
 
 RegistryError = ResultsFetchError
@@ -145,7 +144,7 @@ def promote(
                 TAG_EVALRUN_NAMESPACE: namespace,
                 TAG_EVALRUN_NAME: name,
                 TAG_EVALRUN_UID: eval_run_uid,
-                TAG_PROMOTED_DECISION: decision,
+                TAG_GATE_DECISION: decision,
             }
             if run_id:
                 tags[TAG_PROMOTED_RUN_ID] = run_id

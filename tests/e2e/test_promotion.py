@@ -1,0 +1,179 @@
+"""Promotion end to end: a Passed EvalRun moves the alias the serving ModelDeployment follows, and
+it rolls; Failed moves nothing; a PromotionPolicy decides who may promote with which gates; a
+rollback with `shinsa promote` moves the alias back and the deployment follows. Real control
+plane, MLflow registry, S3 and evaluation Jobs run by the local runner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.support.eval_runs import (
+    GROUP,
+    VERSION,
+    condition,
+    create_bucket,
+    create_evaluator_env,
+    create_run,
+    deploy,
+    eval_run,
+    wait_phase,
+    write_dataset,
+)
+from tests.support.operator import InProcessOperator
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+BUCKET = "promotion-e2e"
+QUESTIONS = 24
+CANDIDATE_URI = "hf://Qwen/Qwen3-8B"
+CHAMPION_URI = "hf://llm-jp/llm-jp-4-8b"
+SUPERIORITY = {"type": "superiority", "benchmark": "mt-bench", "metric": "score"}
+DONE = {"Succeeded", "Failed", "Incomplete"}
+
+
+@pytest.fixture(scope="module")
+def bucket(s3_server: str) -> str:
+    return create_bucket(BUCKET)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("mt-bench"), QUESTIONS)
+
+
+def _policy(kube: client.ApiClient, model: str, namespaces: list[str]) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "PromotionPolicy",
+        "metadata": {"name": model},
+        "spec": {"registeredModel": model, "namespaces": namespaces, "requiredRules": [SUPERIORITY]},
+    }
+    client.CustomObjectsApi(kube).create_cluster_custom_object(GROUP, VERSION, "promotionpolicies", body)
+
+
+def _registry_state(registry: Any, model: str) -> tuple[list[str], dict[str, str]]:
+    versions = sorted(v.version for v in registry.search_model_versions(f"name = '{model}'"))
+    return versions, dict(registry.get_registered_model(model).aliases)
+
+
+def _served_version(kube: client.ApiClient, namespace: str, name: str) -> str | None:
+    md = client.CustomObjectsApi(kube).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "modeldeployments", name
+    )
+    return ((md.get("status") or {}).get("registeredModel") or {}).get("version")
+
+
+def test_a_passed_candidate_is_promoted_the_follower_rolls_and_a_rollback_brings_it_back(
+    kube: client.ApiClient, namespace: str, operator: InProcessOperator, bucket: str, mlflow_server: str,
+    dataset: Path,
+) -> None:  # fmt: skip
+    import mlflow
+
+    create_evaluator_env(kube, namespace)
+    registry = mlflow.MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+    model = f"chat-{namespace}"
+    registry.create_registered_model(model)
+    first = registry.create_model_version(model, source=CHAMPION_URI)
+    registry.set_registered_model_alias(model, "champion", first.version)
+    _policy(kube, model, [namespace])
+
+    deploy(kube, namespace, "judge")
+    deploy(kube, namespace, "production", uri=f"models:/{model}@champion")
+    deploy(kube, namespace, "better", quality=2, uri=CANDIDATE_URI)
+    deploy(kube, namespace, "worse", quality=-2, uri=CANDIDATE_URI)
+    create_run(kube, namespace, eval_run("champion-eval", "production", dataset, bucket, ns=namespace))
+    wait_phase(kube, namespace, "champion-eval", {"Succeeded"}, timeout_s=240)
+
+    gates = {"baseline": {"mlflowModel": f"{model}@champion"}, "rules": [SUPERIORITY]}
+    promote = {"registeredModel": model, "alias": "champion"}
+    create_run(kube, namespace, eval_run("worse-eval", "worse", dataset, bucket, ns=namespace,
+                                         gates=gates, promote=promote))  # fmt: skip
+    worse = wait_phase(kube, namespace, "worse-eval", DONE, timeout_s=240)
+    assert worse["status"]["decision"] == "Failed"
+    assert condition(worse, "Promoted")["status"] == "False"
+    assert condition(worse, "Promoted")["reason"] == "NotPassed"
+    assert _registry_state(registry, model) == (["1"], {"champion": "1"})
+
+    create_run(kube, namespace, eval_run("better-eval", "better", dataset, bucket, ns=namespace,
+                                         gates=gates, promote=promote))  # fmt: skip
+    better = wait_phase(kube, namespace, "better-eval", DONE, timeout_s=240)
+    status = better["status"]
+    assert status["decision"] == "Passed", status
+    promoted = condition(better, "Promoted")
+    assert (promoted["status"], promoted["reason"]) == ("True", "Promoted"), promoted
+    assert status["promotion"] == {
+        "model": model, "version": "2", "alias": "champion", "previousVersion": "1",
+        "followers": [f"{namespace}/production"],
+    }  # fmt: skip
+    assert _registry_state(registry, model) == (["1", "2"], {"champion": "2"})
+    version = registry.get_model_version(model, "2")
+    assert version.source == CANDIDATE_URI
+    assert version.tags["shinsa.evalrun.name"] == "better-eval"
+    assert version.tags["shinsa.evalrun.uid"] == better["metadata"]["uid"]
+    assert version.run_id == status["mlflowRunId"]  # the version links to the evaluation's run
+    assert float(version.tags["shinsa.score.mt-bench"]) == pytest.approx(
+        status["scores"]["mt-bench"]["mean"], abs=1e-3
+    )
+
+    # The production deployment follows the alias without a spec change.
+    eventually(lambda: _served_version(kube, namespace, "production") == "2", timeout_s=60,
+               what="production to roll to version 2")  # fmt: skip
+
+    # Rolled back with the CLI: the alias returns to version 1, recorded with who and why.
+    shinsa = [str(Path(sys.executable).parent / "shinsa"), "promote"]
+    env_uri = ["--tracking-uri", mlflow_server]
+    rollback = [*shinsa, "rollback", model, "--alias", "champion", "--reason", "latency", "--by", "oncall"]
+    subprocess.run([*rollback, *env_uri], check=True, capture_output=True, text=True)
+    assert _registry_state(registry, model) == (["1", "2"], {"champion": "1"})
+    eventually(lambda: _served_version(kube, namespace, "production") == "1", timeout_s=60,
+               what="production to roll back to version 1")  # fmt: skip
+    shown = subprocess.run([*shinsa, "history", model, "--alias", "champion", "-o", "json", *env_uri],
+                           check=True, capture_output=True, text=True).stdout  # fmt: skip
+    moves = [(m["kind"], m.get("previous"), m["version"], m["by"]) for m in json.loads(shown)]
+    assert moves == [("promote", "1", "2", f"{namespace}/better-eval"), ("rollback", "2", "1", "oncall")]
+    assert json.loads(shown)[-1]["reason"] == "latency"
+
+
+def test_no_tenant_outside_the_policy_and_no_weaker_gate_promotes_whatever_the_scores(
+    kube: client.ApiClient, namespace: str, operator: InProcessOperator, bucket: str, mlflow_server: str,
+    dataset: Path,
+) -> None:  # fmt: skip
+    import mlflow
+
+    create_evaluator_env(kube, namespace)
+    registry = mlflow.MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+    governed, ungoverned = f"governed-{namespace}", f"free-{namespace}"
+    for model in (governed, ungoverned):
+        registry.create_registered_model(model)
+        registry.set_registered_model_alias(
+            model, "champion", registry.create_model_version(model, CHAMPION_URI).version
+        )
+    _policy(kube, governed, ["some-other-team"])
+
+    deploy(kube, namespace, "judge")
+    deploy(kube, namespace, "better", quality=2, uri=CANDIDATE_URI)
+    # A huge margin against no baseline at all: it passes, and it must not be enough.
+    weak = {"rules": [{"type": "minimum", "benchmark": "mt-bench", "threshold": 1.0}]}
+    for name, model in (("outsider", governed), ("no-policy", ungoverned)):
+        promote = {"registeredModel": model, "alias": "champion"}
+        create_run(kube, namespace, eval_run(name, "better", dataset, bucket, ns=namespace, gates=weak,
+                                             promote=promote))  # fmt: skip
+    for name, model, says in (
+        ("outsider", governed, f"namespace {namespace} is not one of some-other-team"),
+        ("no-policy", ungoverned, f"no PromotionPolicy governs registered model {ungoverned}"),
+    ):
+        run = wait_phase(kube, namespace, name, DONE, timeout_s=240)
+        assert run["status"]["decision"] == "Passed", run["status"]
+        refused = condition(run, "Promoted")
+        assert (refused["status"], refused["reason"]) == ("False", "Forbidden")
+        assert says in refused["message"]
+        assert "promotion" not in run["status"]
+        assert _registry_state(registry, model) == (["1"], {"champion": "1"})
