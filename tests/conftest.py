@@ -132,7 +132,7 @@ def kueue(cluster: LocalCluster) -> Iterator[RunningKueue]:
 
 @pytest.fixture(scope="session")
 def upstream_crds(kube: client.ApiClient) -> list[str]:
-    """The real LeaderWorkerSet and KServe InferenceService CRDs at the versions pinned in
+    """The real LeaderWorkerSet, KServe InferenceService and Argo WorkflowTemplate CRDs pinned in
     tools/upstream-crds.txt (read from their Go modules), installed and Established. No controller
     of theirs runs: the API server validates Shinsa's objects against their schemas, nothing more."""
     from shinsa.devcluster.upstream import load_crds

@@ -35,6 +35,7 @@ BUCKET = "promotion-e2e"
 QUESTIONS = 24
 CANDIDATE_URI = "hf://Qwen/Qwen3-8B"
 CHAMPION_URI = "hf://llm-jp/llm-jp-4-8b"
+REVISION = "0123456789abcdef0123456789abcdef01234567"
 SUPERIORITY = {"type": "superiority", "benchmark": "mt-bench", "metric": "score"}
 DONE = {"Succeeded", "Failed", "Incomplete"}
 
@@ -87,7 +88,7 @@ def test_a_passed_candidate_is_promoted_the_follower_rolls_and_a_rollback_brings
 
     deploy(kube, namespace, "judge")
     deploy(kube, namespace, "production", uri=f"models:/{model}@champion")
-    deploy(kube, namespace, "better", quality=2, uri=CANDIDATE_URI)
+    deploy(kube, namespace, "better", quality=2, uri=CANDIDATE_URI, revision=REVISION)
     deploy(kube, namespace, "worse", quality=-2, uri=CANDIDATE_URI)
     create_run(kube, namespace, eval_run("champion-eval", "production", dataset, bucket, ns=namespace))
     wait_phase(kube, namespace, "champion-eval", {"Succeeded"}, timeout_s=240)
@@ -115,7 +116,7 @@ def test_a_passed_candidate_is_promoted_the_follower_rolls_and_a_rollback_brings
     }  # fmt: skip
     assert _registry_state(registry, model) == (["1", "2"], {"champion": "2"})
     version = registry.get_model_version(model, "2")
-    assert version.source == CANDIDATE_URI
+    assert version.source == CANDIDATE_URI and version.tags["shinsa.model.revision"] == REVISION
     assert version.tags["shinsa.evalrun.name"] == "better-eval"
     assert version.tags["shinsa.evalrun.uid"] == better["metadata"]["uid"]
     assert version.run_id == status["mlflowRunId"]  # the version links to the evaluation's run
@@ -123,9 +124,13 @@ def test_a_passed_candidate_is_promoted_the_follower_rolls_and_a_rollback_brings
         status["scores"]["mt-bench"]["mean"], abs=1e-3
     )
 
-    # The production deployment follows the alias without a spec change.
+    # The production deployment follows the alias without a spec change, at the evaluated revision.
     eventually(lambda: _served_version(kube, namespace, "production") == "2", timeout_s=60,
                what="production to roll to version 2")  # fmt: skip
+    template = client.AppsV1Api(kube).read_namespaced_deployment("production", namespace).spec.template
+    served = next(c for c in template.spec.containers if c.name == "vllm")
+    args = [*(served.command or []), *(served.args or [])]
+    assert CANDIDATE_URI.removeprefix("hf://") in args and args[args.index("--revision") + 1] == REVISION
 
     # Rolled back with the CLI: the alias returns to version 1, recorded with who and why.
     shinsa = [str(Path(sys.executable).parent / "shinsa"), "promote"]

@@ -64,6 +64,7 @@ def deploy(
     quality: int = 0,
     annotations: dict[str, str] | None = None,
     uri: str = "hf://llm-jp/llm-jp-4-8b",
+    revision: str | None = None,
 ) -> None:
     body = {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -73,7 +74,7 @@ def deploy(
             "annotations": {ANSWER_QUALITY_ANNOTATION: str(quality), **(annotations or {})},
         },
         "spec": {
-            "model": {"uri": uri},
+            "model": {"uri": uri, **({"revision": revision} if revision else {})},
             "serving": {"maxModelLen": 8192},
             "resources": {"gpu": {"product": "NVIDIA-H100-80GB-HBM3"}},
         },

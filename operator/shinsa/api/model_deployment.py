@@ -343,6 +343,9 @@ class RegisteredVersion(K8sModel):
     """Its version, as the registry numbers them."""
     source: str = Field(min_length=1)
     """The version's source URI, the one served."""
+    revision: str | None = None
+    """The revision the version was registered with (tag `shinsa.model.revision`), served when
+    `spec.model.revision` names none."""
 
 
 class ModelDeploymentStatus(K8sStatusModel):

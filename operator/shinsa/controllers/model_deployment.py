@@ -82,6 +82,11 @@ def reconcile_sync(
         status = status.model_copy(
             update={"model": resolved.described, "registered_model": resolved.registered}
         )
+        registered = resolved.registered
+        if registered is not None and registered.revision and not md.spec.model.revision:
+            # A promoted version carries the candidate's revision: serve what was evaluated.
+            pinned = md.spec.model.model_copy(update={"revision": registered.revision})
+            md = md.model_copy(update={"spec": md.spec.model_copy(update={"model": pinned})})
         arch = resolve_architecture(md, uri, settings)
         product = md.spec.resources.gpu.product
         label = node_product_label(product) if product else None

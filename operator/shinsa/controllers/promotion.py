@@ -22,10 +22,10 @@ from shinsa.evaluation.mlflow_log import TAG_MODEL_VERSION, TAG_REGISTERED_MODEL
 from shinsa.promotion import authorize
 from shinsa.registry import promotion as registry
 from shinsa.registry.evaluations import TAG_GATE_BASELINE
+from shinsa.registry.models import TAG_MODEL_REVISION
 
 MD_PLURAL = "modeldeployments"
 POLICY_PLURAL = "promotionpolicies"
-TAG_MODEL_REVISION = "shinsa.model.revision"
 # Where a registered version may come from: what a ModelDeployment following it can serve.
 _SERVABLE = ("hf://", "s3://", "pvc://")
 
@@ -65,8 +65,11 @@ def _candidate(run: EvalRun) -> tuple[str, dict[str, str]] | str:
         return (
             f"ModelDeployment {ref.name} serves {source}, which no ModelDeployment can load from the registry"
         )
-    if md.spec.model.revision:
-        tags[TAG_MODEL_REVISION] = md.spec.model.revision
+    revision = md.spec.model.revision or (
+        md.status.registered_model.revision if md.status.registered_model else None
+    )
+    if revision:
+        tags[TAG_MODEL_REVISION] = revision
     return source, tags
 
 

@@ -124,7 +124,12 @@ def resolve_model_uri(md: ModelDeployment, settings: OperatorSettings) -> Resolv
     return ResolvedModel(
         registered.source,
         registered.describe(),
-        RegisteredVersion(name=registered.name, version=registered.version, source=registered.source),
+        RegisteredVersion(
+            name=registered.name,
+            version=registered.version,
+            source=registered.source,
+            revision=registered.revision,
+        ),
     )
 
 

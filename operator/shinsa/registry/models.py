@@ -9,6 +9,10 @@ from dataclasses import dataclass
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
 
 
+TAG_MODEL_REVISION = "shinsa.model.revision"
+"""A version tag: the revision of the source to serve (a promotion records the candidate's)."""
+
+
 class RegistryError(Exception):
     """The registry answered, and the answer cannot be served (unknown model, alias or source)."""
 
@@ -18,6 +22,7 @@ class RegisteredModel:
     name: str
     version: str
     source: str
+    revision: str | None = None
 
     def describe(self) -> str:
         return f"{self.source} (registered model {self.name} version {self.version})"
@@ -50,4 +55,5 @@ def resolve(uri: str, tracking_uri: str, servable_schemes: tuple[str, ...]) -> R
             f"{uri} is version {found.version} of {name}, whose source {source!r} is not one vLLM can load; "
             f"register versions with a source starting with {', '.join(servable_schemes)}"
         )
-    return RegisteredModel(name=name, version=str(found.version), source=source)
+    revision = (found.tags or {}).get(TAG_MODEL_REVISION) or None
+    return RegisteredModel(name=name, version=str(found.version), source=source, revision=revision)
