@@ -123,6 +123,16 @@ def test_the_demo_runs_to_the_end_and_demo_down_stops_all_it_started(tmp_path: P
         row = next(line.split() for line in report.splitlines() if line.startswith(f"{name} "))
         assert row[1:3] == [model, "Succeeded"] and row[5] == "Passed", row
         assert all(1 <= float(score) <= 10 for score in row[3:5]), row
+        # The promotion: the better candidate promoted and production rolled to its revision, the
+        # worse one rejected and torn down, the alias' history from MLflow, how to roll back.
+        assert "Decision of chat-candidate-a: Passed" in report
+        assert "Promoted: Promoted shinsa-demo-chat@champion is version 2 (was version 1)" in report
+        assert "Decision of chat-candidate-b: Failed" in report
+        assert "chat-candidate-b: not promoted, its ModelDeployment deleted" in report
+        assert "chat-production serves hf://Qwen/Qwen3-8B at revision sft-v2 (version 2), Ready" in report
+        assert "shinsa promote rollback shinsa-demo-chat --alias champion" in report
+        history = report[report.index("every move") :]
+        assert "seed" in history and "shinsa-demo/chat-candidate-a" in history
         started = {p.stem: int(p.read_text().split()[0]) for p in (state / "pids").glob("*.pid")}
         expected = {"shinsa-operator", "mlflow", "s3", "local-runner", "kube-apiserver", "etcd", "kwok"}
         assert expected <= started.keys()

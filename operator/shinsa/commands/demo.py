@@ -15,6 +15,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from shinsa.commands.demo_promotion import REGISTERED_MODEL, run_promotion
 from shinsa.commands.dev import evaluator_placement_env
 from shinsa.devcluster import processes
 from shinsa.devcluster.cluster import (
@@ -118,6 +119,8 @@ def _operator_env(kubeconfig: Path, mlflow_url: str, s3_url: str) -> dict[str, s
         "SHINSA_EVALUATOR_ENV_SECRET": EVALUATOR_ENV_SECRET,
         # A demo is watched: look at a waiting run every 5 s rather than every 30 s.
         "SHINSA_EVALRUN_RESYNC_SECONDS": "5",
+        # ... and production follows a moved alias within seconds rather than a minute.
+        "SHINSA_REGISTRY_RESYNC_SECONDS": "5",
         **evaluator_placement_env(),
     }
 
@@ -433,15 +436,28 @@ def demo(
         if eval_runs:
             _step(f"waiting for {len(eval_runs)} EvalRun(s) to run their evaluator and gates")
             runs = _follow_eval_runs(cluster.state_dir, eval_runs, eval_timeout)
+        for name, run in runs.items():
+            for item in _eval_report(name, run):
+                console.print(item)
+        candidates: dict[str, dict[str, Any]] = {}
+        if (examples / "promotion").is_dir():
+            candidates = run_promotion(
+                examples=examples,
+                namespace=DEMO_NAMESPACE,
+                tracking_uri=mlflow_url,
+                console=console,
+                step=_step,
+                wait=_wait,
+                follow=lambda names, timeout_s: _follow_eval_runs(cluster.state_dir, names, timeout_s),
+                report=_eval_report,
+                timeout_s=eval_timeout,
+            )
     except (ClusterError, processes.ProcessFailed) as exc:
         console.print(f"[red]error:[/red] {exc}")
         console.print(f"logs: {cluster.state_dir / 'logs'}")
         raise typer.Exit(1) from None
 
-    for name, run in runs.items():
-        for item in _eval_report(name, run):
-            console.print(item)
-    if runs:
+    if runs or candidates:
         console.print(f"[bold]kubectl get er -n {DEMO_NAMESPACE}[/bold]")
         console.print(_kubectl_get_er(state.bin_dir, state.kubeconfig), markup=False, highlight=False)
     console.print()
@@ -449,14 +465,20 @@ def demo(
     console.print(f"  export KUBECONFIG={state.kubeconfig}")
     console.print(f"  {state.bin_dir}/kubectl get modeldeployments,evalruns -n {DEMO_NAMESPACE}")
     console.print(f"  {state.bin_dir}/kubectl describe md llm-jp-4-32b-a3b-thinking -n {DEMO_NAMESPACE}")
-    for name in runs:
+    for name in [*runs, *candidates]:
         console.print(f"  {state.bin_dir}/kubectl describe er {name} -n {DEMO_NAMESPACE}")
     console.print(f"  {state.bin_dir}/kubectl get pods -n {DEMO_NAMESPACE} -o wide")
     console.print(f"  evaluator logs: {cluster.state_dir / 'local-runner' / 'pods'}")
     console.print(f"  MLflow UI: {mlflow_url}")
+    if candidates:
+        console.print(f"  registered model: {mlflow_url}/#/models/{REGISTERED_MODEL}")
     console.print(f"  operator log: {cluster.state_dir / 'logs' / 'shinsa-operator.log'}")
     console.print("[bold]Stop everything[/bold]: make demo-down   (or: shinsa demo down)")
-    unfinished = [name for name, run in runs.items() if (run.get("status") or {}).get("phase") != "Succeeded"]
+    unfinished = [
+        name
+        for name, run in {**runs, **candidates}.items()
+        if (run.get("status") or {}).get("phase") != "Succeeded"
+    ]
     if unfinished:
         console.print(f"[red]not Succeeded:[/red] {', '.join(unfinished)}")
         raise typer.Exit(1)

@@ -125,6 +125,17 @@ def list_custom(plural: str, namespaces: tuple[str, ...] = ()) -> list[dict[str,
     ]
 
 
+def delete_custom(plural: str, namespace: str, name: str) -> None:
+    """Delete one of Shinsa's custom objects; one that is gone already is no error."""
+    try:
+        client.CustomObjectsApi(api_client()).delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, name
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
 def get_job(namespace: str, name: str) -> dict[str, Any] | None:
     try:
         batch = client.BatchV1Api(api_client())

@@ -51,7 +51,8 @@ class Move:
     alias: str
     version: str
     kind: str
-    """`promote` (an EvalRun passed) or `rollback` (`shinsa promote rollback`)."""
+    """`promote` (an EvalRun passed), `rollback` (`shinsa promote rollback`) or `seed` (the first
+    version an alias pointed at)."""
     at: str
     """When, ISO 8601 UTC."""
     by: str
@@ -217,6 +218,29 @@ def rollback(tracking_uri: str, *, model: str, alias: str, to: str | None, by: s
         return move
 
 
+def seed(tracking_uri: str, *, model: str, alias: str, source: str, by: str) -> str:
+    """The version `alias` points at; when the alias does not exist yet, a first version of
+    `source` is registered and the alias set to it, recorded like any move (kind `seed`). This
+    is the champion a first EvalRun can be compared against; later moves are promotions."""
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow_client(tracking_uri)
+    with mlflow_errors(f"registered model {model}", tracking_uri, not_found=frozenset()):
+        try:
+            client.create_registered_model(model, description="Promoted by Shinsa EvalRuns")
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        current = client.get_registered_model(model).aliases.get(alias)
+        if current is not None:
+            return str(current)
+        version = str(client.create_model_version(model, source, description=f"seeded by {by}").version)
+        move = Move(alias=alias, version=version, kind="seed", at=_now(), by=by, reason="first version")
+        client.set_registered_model_tag(model, move.tag_key(), move.to_json())
+        client.set_registered_model_alias(model, alias, version)
+        return version
+
+
 def history(tracking_uri: str, *, model: str, alias: str) -> list[Move]:
     """Every recorded move of `model@alias`, oldest first."""
     client = mlflow_client(tracking_uri)
@@ -233,4 +257,5 @@ __all__ = [
     "history",
     "promote",
     "rollback",
+    "seed",
 ]
