@@ -85,6 +85,9 @@ def test_a_judge_that_fails_during_the_run_makes_it_incomplete_never_passed(
     job = condition(run, "JobComplete")
     assert job["status"] == "False" and job["reason"] == "Incomplete", job
     assert "exit code 3" in job["message"] and "maxErrorRate" in job["message"], job
+    # The evaluator's own one-line account (its termination log), not the tail of its JSON log.
+    assert "too many failed requests for the scores to be trusted" in job["message"], job
+    assert "{" not in job["message"], job
     gates = condition(run, "GatesEvaluated")
     assert gates["status"] == "False" and gates["reason"] == "NotEvaluated", gates
     reasons = [e.reason for e in events_of(kube, namespace, "flaky")]

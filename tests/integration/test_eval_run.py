@@ -198,9 +198,15 @@ def test_cli_exits_3_when_the_error_rate_is_above_the_limit(
     # Question m1's judgments fail for good: 2 of 12 items (17%) against a 10% limit.
     openai_double.add_fault("status", status=500, count=1000, target="judge", item="/m1/")
     config = manifest_file(make_spec(repeats=1, retries=0, maxErrorRate=0.1))
-    assert run_command(config, None, True, True) == ExitCode.INCOMPLETE
+    last_words = tmp_path / "termination-log"
+    assert run_command(config, None, True, True, termination_log=last_words) == ExitCode.INCOMPLETE
     scores = read_results(tmp_path / "results")
     assert scores.status == "Incomplete" and scores.errors == 2
+    # What the pod's status carries: one line saying why, for kubectl describe and the EvalRun.
+    assert last_words.read_text() == (
+        "Incomplete: 12 items, 2 errors; error rate 16.7% above maxErrorRate 10.0%, "
+        "too many failed requests for the scores to be trusted"
+    )
     # Within the limit it is a success: 2 of 12 against 20%.
     openai_double.reset()
     openai_double.add_fault("status", status=500, count=1000, target="judge", item="/m1/")

@@ -44,7 +44,10 @@ def test_the_job_runs_the_evaluator_with_paths_on_its_command_line_and_keys_from
     (container,) = pod["containers"]
     assert container["command"] == ["shinsa"]
     assert container["args"] == ["eval", "run", "--config", "/etc/shinsa/evalrun.yaml",
-                                 "--output", "/var/run/shinsa/results", "--json-logs"]  # fmt: skip
+                                 "--output", "/var/run/shinsa/results", "--json-logs",
+                                 "--termination-log", "/dev/termination-log"]  # fmt: skip
+    # The evaluator writes the file the pod's status takes its termination message from.
+    assert container["terminationMessagePath"] == "/dev/termination-log"
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert {"name": "SHINSA_JUDGE_API_KEY_GPT",
             "valueFrom": {"secretKeyRef": {"name": "openai", "key": "key"}}} in container["env"]  # fmt: skip

@@ -8,6 +8,7 @@ Exit codes: 0 succeeded; 1 crashed or an endpoint was unreachable; 2 configurati
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import signal
 import traceback
@@ -112,23 +113,48 @@ async def _stop_on_sigterm(work: Coroutine[Any, Any, T]) -> T:
         loop.remove_signal_handler(signal.SIGTERM)
 
 
-def run_command(config_path: Path, output: Path | None, resume: bool, json_logs: bool | None) -> int:
+# The kubelet keeps at most 4096 bytes of a termination message.
+_TERMINATION_LIMIT = 4096
+
+
+def run_command(
+    config_path: Path,
+    output: Path | None,
+    resume: bool,
+    json_logs: bool | None,
+    termination_log: Path | None = None,
+) -> int:
     # Every message goes through the reporter, so a Job's log stays one JSON object per line.
     reporter = make_reporter(json_logs)
     try:
-        return _run(reporter, config_path, output, resume)
+        code, words, mask = _run(reporter, config_path, output, resume)
     finally:
         reporter.close()
+    if termination_log is not None:
+        _write_termination_log(termination_log, mask.text(words))
+    return code
 
 
-def _run(output_to: Reporter, config_path: Path, output: Path | None, resume: bool) -> int:
+def _write_termination_log(path: Path, line: str) -> None:
+    # One line the pod's status carries (`terminated.message`), so `kubectl describe` and the
+    # EvalRun's JobComplete condition say why without the log. Best effort: a read-only path must
+    # not turn a finished evaluation into a crash.
+    with contextlib.suppress(OSError):
+        path.write_bytes(line.encode()[:_TERMINATION_LIMIT])
+
+
+def _run(
+    output_to: Reporter, config_path: Path, output: Path | None, resume: bool
+) -> tuple[ExitCode, str, SecretMask]:
+    """The exit code, a one-line account of the run's end, and the run's secret mask."""
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         output_to.event("config error", level="error", error=str(exc))
-        return ExitCode.CONFIG
+        return ExitCode.CONFIG, f"config error: {exc}", SecretMask()
     # A crash's traceback and an endpoint's error can quote a key as well as the engine's own lines.
-    reporter = masked(output_to, SecretMask.of_config(config))
+    mask = SecretMask.of_config(config)
+    reporter = masked(output_to, mask)
 
     from shinsa.evaluation.runner import run_evaluation
 
@@ -140,21 +166,21 @@ def _run(output_to: Reporter, config_path: Path, output: Path | None, resume: bo
         )
     except (ConfigError, DatasetError) as exc:
         reporter.event("config error", level="error", error=str(exc))
-        return ExitCode.CONFIG
+        return ExitCode.CONFIG, f"config error: {exc}", mask
     except EndpointUnreachable as exc:
         reporter.event("endpoint unreachable", level="error", error=str(exc))
-        return ExitCode.CRASH
+        return ExitCode.CRASH, f"endpoint unreachable: {exc}", mask
     except Terminated:
         reporter.event(
             "terminated by SIGTERM; checkpoint flushed; rerun with --resume to continue", level="warning"
         )
-        return ExitCode.TERMINATED
+        return ExitCode.TERMINATED, "terminated by SIGTERM; checkpoint flushed", mask
     except KeyboardInterrupt:
         reporter.event("interrupted; rerun with --resume to continue from the checkpoint", level="warning")
-        return ExitCode.CRASH
+        return ExitCode.CRASH, "interrupted", mask
     except Exception as exc:
         reporter.event("crashed", level="error", error=repr(exc), traceback=traceback.format_exc())
-        return ExitCode.CRASH
+        return ExitCode.CRASH, f"crashed: {exc!r}", mask
     if isinstance(output_to, JsonLinesReporter):
         # A Job's log is one JSON object a line; a table or a bare status line would break parsers.
         reporter.event("summary", **summary_fields(result.results), output_dir=str(result.output_dir))
@@ -162,7 +188,17 @@ def _run(output_to: Reporter, config_path: Path, output: Path | None, resume: bo
         reporter.close()
         Console(soft_wrap=True, emoji=False).print(summary_table(result.results))
         print(neutralised(f"status: {result.status}; results in {result.output_dir}"))
-    return result.exit_code
+    return result.exit_code, _ending(result.results), mask
+
+
+def _ending(results: RunResults) -> str:
+    account = f"{results.status.value}: {results.items} items, {results.errors} errors"
+    if results.error_rate > results.max_error_rate:
+        account += (
+            f"; error rate {results.error_rate:.1%} above maxErrorRate {results.max_error_rate:.1%},"
+            " too many failed requests for the scores to be trusted"
+        )
+    return account
 
 
 @app.command()
@@ -181,13 +217,20 @@ def run(
             help="JSON log lines instead of progress bars (default: when stderr is not a terminal).",
         ),
     ] = None,
+    termination_log: Annotated[
+        Path | None,
+        typer.Option(
+            "--termination-log",
+            help="Write one line saying how the run ended here (a pod's terminationMessagePath).",
+        ),
+    ] = None,
 ) -> None:
     """Run every benchmark of an EvalRun spec against its model and judges.
 
     Exit codes: 0 succeeded, 1 crashed or endpoint unreachable, 2 config/dataset error, 3 incomplete,
     143 stopped by SIGTERM (checkpoint flushed).
     """
-    raise typer.Exit(run_command(config, output, resume, json_logs))
+    raise typer.Exit(run_command(config, output, resume, json_logs, termination_log))
 
 
 if __name__ == "__main__":

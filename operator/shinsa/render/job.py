@@ -29,6 +29,8 @@ EVAL_RUN_LABEL = "shinsa.dev/eval-run"
 CONFIG_DIR = "/etc/shinsa"
 CONFIG_FILE = "evalrun.yaml"
 CONTAINER = "evaluator"
+TERMINATION_LOG = "/dev/termination-log"
+"""The kubelet's default terminationMessagePath, named explicitly because the evaluator writes it."""
 # Enough for an async HTTP client and the bootstrap; the evaluator holds no model.
 DEFAULT_REQUESTS = {"cpu": "250m", "memory": "512Mi"}
 
@@ -163,13 +165,17 @@ def render_job(
             "--output",
             output_dir,
             "--json-logs",
+            "--termination-log",
+            TERMINATION_LOG,
         ],
         "env": env,
         "resources": {
             "requests": dict(spec.resources.requests or DEFAULT_REQUESTS),
             **({"limits": dict(spec.resources.limits)} if spec.resources.limits else {}),
         },
-        # The evaluator's last log lines say why it failed when it wrote no message itself.
+        # The evaluator writes one line saying how it ended; its last log lines stand in when it
+        # could not (killed, OOM).
+        "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
