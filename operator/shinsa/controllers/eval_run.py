@@ -304,24 +304,21 @@ def _target(step: _Step) -> tuple[str, str | None, ModelVersion | None] | None:
 
 def _fail(step: _Step, phase: EvalRunPhase, reason: Reason, message: str) -> None:
     conditions = step.condition(Cond.JOB_COMPLETE, False, reason, message)
-    if step.run.spec.gates is not None:
-        conditions = set_condition(
-            conditions,
-            Cond.GATES_EVALUATED,
-            False,
-            Reason.NOT_EVALUATED,
-            f"the run ended {phase.value}: nothing to gate",
-            observed_generation=step.run.metadata.generation,
-        )
-    if step.run.spec.promote is not None:
-        conditions = set_condition(
-            conditions,
-            Cond.PROMOTED,
-            False,
-            Reason.NOT_PASSED,
-            f"the run ended {phase.value}: nothing was promoted",
-            observed_generation=step.run.metadata.generation,
-        )
+    # What a run that ended without results never gets to: each step it asked for says so.
+    skipped = [
+        (Cond.GATES_EVALUATED, Reason.NOT_EVALUATED, "nothing to gate", step.run.spec.gates),
+        (Cond.PROMOTED, Reason.NOT_PASSED, "nothing was promoted", step.run.spec.promote),
+    ]
+    for type_, why, what, asked in skipped:
+        if asked is not None:
+            conditions = set_condition(
+                conditions,
+                type_,
+                False,
+                why,
+                f"the run ended {phase.value}: {what}",
+                observed_generation=step.run.metadata.generation,
+            )
     step.write(phase=phase, conditions=conditions)
 
 
