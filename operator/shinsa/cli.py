@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from shinsa.commands import crds, demo, dev, gate, operator, plan, promote
+from shinsa.commands import crds, demo, dev, gate, operator, pipeline, plan, promote
 from shinsa.commands import eval as eval_cmd
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app.add_typer(operator.app, name="operator")
 app.add_typer(demo.app, name="demo")
 app.add_typer(eval_cmd.app, name="eval")
 app.add_typer(promote.app, name="promote")
+app.add_typer(pipeline.app, name="pipeline")
 app.command("crds")(crds.crds)
 app.command("plan")(plan.plan)
 app.command("gate", help=gate.HELP)(gate.gate)
