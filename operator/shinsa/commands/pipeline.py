@@ -225,7 +225,9 @@ class Progress:
             self.live.update(self._table())
         elif self._last.get(step) != (state, detail):
             self.console.print(
-                f"{step}: {state}" + (f" ({escape(detail)})" if detail else ""), highlight=False
+                f"{step}: {state}" + (f" ({escape(detail)})" if detail else ""),
+                highlight=False,
+                soft_wrap=True,
             )
         self._last[step] = (state, detail)
 
