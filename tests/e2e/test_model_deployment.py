@@ -11,6 +11,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from tests.support.operator import InProcessOperator
+from tests.support.vllm_cli import served_model
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -306,7 +307,7 @@ def test_a_registered_model_alias_resolves_to_its_s3_source_and_plans_from_its_c
     assert md["status"]["plan"]["layout"] == "TP1"
     (pod,) = pods_of(kube, namespace, "champion")
     args = vllm_args(pod)
-    assert args[args.index("--model") + 1] == "s3://models/chat/mistral-7b"
+    assert served_model(args) == "s3://models/chat/mistral-7b"
     assert args[args.index("--load-format") + 1] == "runai_streamer"
 
     # Promotion moves the alias: the served model follows without a spec change.
@@ -325,7 +326,7 @@ def test_a_registered_model_alias_resolves_to_its_s3_source_and_plans_from_its_c
     template = client.AppsV1Api(kube).read_namespaced_deployment("champion", namespace).spec.template
     served = next(c for c in template.spec.containers if c.name == "vllm")
     args = [*(served.command or []), *(served.args or [])]
-    assert args[args.index("--model") + 1] == "s3://models/chat/mistral-7b-v2"
+    assert served_model(args) == "s3://models/chat/mistral-7b-v2"
 
     create(kube, namespace, small("no-such-model", model={"uri": "models:/support-chat@nonexistent"}))
     md = wait_condition(kube, namespace, "no-such-model", "Planned", "False")
@@ -472,6 +473,6 @@ def test_a_model_on_a_volume_is_planned_from_the_config_json_its_reader_job_retu
         assert md["status"]["plan"]["totalParams"] > 7_000_000_000
         (pod,) = pods_of(kube, namespace, "on-volume")
         args = vllm_args(pod)
-        assert args[args.index("--model") + 1] == "/models/pvc/chat/mistral-7b"
+        assert served_model(args) == "/models/pvc/chat/mistral-7b"
     finally:
         core.delete_persistent_volume(volume)

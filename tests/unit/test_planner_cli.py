@@ -42,7 +42,7 @@ def test_a_config_json_path_is_a_model() -> None:
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["layout"] == "TP1"
-    model = document["vllmArgs"][document["vllmArgs"].index("--model") + 1]
+    model = document["vllmArgs"][0]  # vllm serve's positional model argument
     assert model == str(CONFIGS / "mistral-7b")
 
 

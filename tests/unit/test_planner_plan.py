@@ -23,6 +23,7 @@ from shinsa.planner import (
     resolve_gpu,
     shell_command,
 )
+from tests.support.vllm_cli import flag_value, served_model
 
 pytestmark = pytest.mark.unit
 
@@ -35,10 +36,6 @@ def request(model: str, gpu: str, **fields: Any) -> PlanRequest:
     return PlanRequest(
         architecture=preset.architecture, gpu=resolve_gpu(gpu), model=preset.hf_repo_id, **fields
     )
-
-
-def flag_value(args: list[str], flag: str) -> str:
-    return args[args.index(flag) + 1]
 
 
 # --- the layouts the project's models get -------------------------------------------------------------------
@@ -115,8 +112,11 @@ def test_more_gpus_than_a_node_holds_spans_nodes_with_leader_and_worker_args() -
     for args in (leader, worker):
         assert flag_value(args, "--data-parallel-size") == str(result.data_parallel)
         assert flag_value(args, "--data-parallel-size-local") == local
-        assert flag_value(args, "--data-parallel-address") == "$(LWS_LEADER_ADDRESS)"
         assert "--data-parallel-rpc-port" in args
+    # vLLM binds the leader's ZMQ sockets on the address as given, and ZMQ cannot bind a DNS name:
+    # the leader gets its pod IP, the workers the IP their shell resolved from the leader's name.
+    assert flag_value(leader, "--data-parallel-address") == "$(SHINSA_POD_IP)"
+    assert flag_value(worker, "--data-parallel-address") == "${SHINSA_LEADER_IP}"
     assert "--headless" in worker and "--headless" not in leader
     assert flag_value(worker, "--data-parallel-start-rank") == f"$((LWS_WORKER_INDEX*{local}))"
 
@@ -355,7 +355,7 @@ def test_parsers_are_passed_only_when_set() -> None:
 def test_model_served_name_and_memory_share_are_passed() -> None:
     result = plan(request("qwen3-8b", "H100", gpu_memory_utilization=0.85, served_name="qwen"))
     args = result.vllm_args
-    assert (flag_value(args, "--model"), flag_value(args, "--served-model-name")) == ("Qwen/Qwen3-8B", "qwen")
+    assert (served_model(args), flag_value(args, "--served-model-name")) == ("Qwen/Qwen3-8B", "qwen")
     assert flag_value(args, "--gpu-memory-utilization") == "0.85"
 
 

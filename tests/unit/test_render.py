@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shinsa.api import ModelDeployment
+from shinsa.api import DEFAULT_VLLM_IMAGE, ModelDeployment
 from shinsa.planner import Plan, PlanRequest, lookup_model, plan, resolve_gpu
 from shinsa.render import (
     LWS_WORKER_INDEX_LABEL,
@@ -22,6 +22,7 @@ from shinsa.render import (
     vllm_model_argument,
 )
 from tests.support.manifests import H100, model_deployment
+from tests.support.vllm_cli import flag_value, served_model
 
 pytestmark = pytest.mark.unit
 
@@ -69,10 +70,6 @@ def deployment_pod(md: ModelDeployment, result: Plan | None = None, **kwargs: An
 def container(template: dict[str, Any]) -> dict[str, Any]:
     (only,) = template["spec"]["containers"]
     return only  # type: ignore[no-any-return]
-
-
-def flag_value(args: list[str], flag: str) -> str:
-    return args[args.index(flag) + 1]
 
 
 def moe_model_deployment(**spec: Any) -> ModelDeployment:
@@ -349,7 +346,7 @@ def test_the_container_runs_vllm_serve_with_the_plan_then_the_listen_address_the
     result = plan_for(md)
     vllm = container(deployment_pod(md, result))
     assert vllm["command"] == ["vllm", "serve"]
-    assert vllm["image"] == "vllm/vllm-openai:v0.11.0"
+    assert vllm["image"] == DEFAULT_VLLM_IMAGE
     assert vllm["args"][: len(result.vllm_args)] == result.vllm_args
     assert vllm["args"][len(result.vllm_args) :] == [
         "--host",
@@ -423,7 +420,7 @@ def test_a_hugging_face_model_loads_by_repo_id_at_the_pinned_revision_into_a_cac
     md = model_deployment(model={"uri": "hf://llm-jp/llm-jp-4-8b", "revision": SHA})
     pod = deployment_pod(md)
     vllm = container(pod)
-    assert flag_value(vllm["args"], "--model") == "llm-jp/llm-jp-4-8b"
+    assert served_model(vllm["args"]) == "llm-jp/llm-jp-4-8b"
     assert flag_value(vllm["args"], "--revision") == SHA
     assert {"name": "HF_HOME", "value": "/models/cache"} in vllm["env"]
     assert "HF_HUB_OFFLINE" not in {var["name"] for var in vllm["env"]}
@@ -447,7 +444,7 @@ def test_an_s3_model_streams_from_the_bucket_with_the_users_credentials() -> Non
         },
     )
     vllm = container(deployment_pod(md))
-    assert flag_value(vllm["args"], "--model") == "s3://models-bucket/llm-jp-4-8b/v1"
+    assert served_model(vllm["args"]) == "s3://models-bucket/llm-jp-4-8b/v1"
     assert flag_value(vllm["args"], "--load-format") == "runai_streamer"
     # Buckets have no revisions: the prefix is the version.
     assert "--revision" not in vllm["args"]
@@ -470,7 +467,7 @@ def test_a_pvc_model_is_mounted_read_only_and_loaded_from_the_mount() -> None:
     md = model_deployment(model={"uri": "pvc://model-store/llm-jp/llm-jp-4-8b"})
     pod = deployment_pod(md)
     vllm = container(pod)
-    assert flag_value(vllm["args"], "--model") == "/models/pvc/llm-jp/llm-jp-4-8b"
+    assert served_model(vllm["args"]) == "/models/pvc/llm-jp/llm-jp-4-8b"
     assert {"name": "model", "persistentVolumeClaim": {"claimName": "model-store", "readOnly": True}} in pod[
         "spec"
     ]["volumes"]
@@ -483,9 +480,9 @@ def test_a_registry_reference_must_be_resolved_by_the_controller_before_renderin
     with pytest.raises(RenderError, match="MLflow"):
         render(md, result)
     vllm = container(deployment_pod(md, result, model_path="s3://mlflow/1/abc/artifacts/model"))
-    assert flag_value(vllm["args"], "--model") == "s3://mlflow/1/abc/artifacts/model"
+    assert served_model(vllm["args"]) == "s3://mlflow/1/abc/artifacts/model"
     assert flag_value(vllm["args"], "--load-format") == "runai_streamer"
-    assert vllm["args"].count("--model") == 1
+    assert "--model" not in vllm["args"]  # the positional argument only
 
 
 def test_the_model_argument_to_plan_with_matches_what_render_loads() -> None:
@@ -506,7 +503,7 @@ def test_a_plan_made_from_the_raw_uri_still_loads_the_resolved_model() -> None:
         )
     )
     args = container(deployment_pod(md, result))["args"]
-    assert flag_value(args, "--model") == "/models/pvc/8b"
+    assert served_model(args) == "/models/pvc/8b"
     assert "--revision" not in args
 
 
@@ -564,25 +561,38 @@ def test_a_multi_node_replica_is_a_leader_worker_group_with_one_pod_per_node() -
 
 def test_the_leader_serves_the_api_and_the_workers_run_headless_ranks_through_a_shell() -> None:
     md, result = multi_node()
-    md.spec.serving.extra_args = ["--enable-prefix-caching"]
+    # API-server options (vLLM's FrontendArgs, --api-server-count) go to the leader only: a headless
+    # worker refuses --api-server-count and has no server for the others.
+    md.spec.serving.extra_args = [
+        "--api-key", "k", "--enable-prefix-caching", "--api-server-count=4", "--disable-fastapi-docs",
+        "--max-num-seqs", "64",
+    ]  # fmt: skip
     group = render(md, result)[0]["spec"]["leaderWorkerTemplate"]
     leader = container(group["leaderTemplate"])
     worker = container(group["workerTemplate"])
 
     assert leader["command"] == ["vllm", "serve"]
     assert leader["args"][: len(result.leader_args)] == result.leader_args
-    assert flag_value(leader["args"], "--data-parallel-address") == "$(LWS_LEADER_ADDRESS)"
+    # The leader binds on its own pod IP, which the downward API gives it.
+    assert flag_value(leader["args"], "--data-parallel-address") == "$(SHINSA_POD_IP)"
+    assert {"name": "SHINSA_POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in leader[
+        "env"
+    ]
     assert flag_value(leader["args"], "--port") == "8000"
-    assert leader["args"][-1] == "--enable-prefix-caching"
+    assert leader["args"][-len(md.spec.serving.extra_args) :] == md.spec.serving.extra_args
     assert "readinessProbe" in leader
 
     assert worker["command"][:2] == ["sh", "-c"]
     line = worker["command"][2]
-    assert line.startswith("exec vllm serve ")
-    assert "--headless" in line and "--data-parallel-start-rank $((LWS_WORKER_INDEX*2))" in line
-    assert "--data-parallel-address $(LWS_LEADER_ADDRESS)" in line
-    assert line.endswith(" --enable-prefix-caching")
-    assert "--port" not in line
+    # The worker waits (bounded) until the leader's name resolves, then connects to that IP.
+    resolve, _, serve = line.partition("exec vllm serve ")
+    assert "SHINSA_LEADER_IP=$(python3 -c" in resolve and '"$LWS_LEADER_ADDRESS"' in resolve
+    assert "-ge 60 ]" in resolve and "exit 1" in resolve
+    assert "--headless" in serve and "--data-parallel-start-rank $((LWS_WORKER_INDEX*2))" in serve
+    assert "--data-parallel-address ${SHINSA_LEADER_IP}" in serve
+    assert serve.endswith(" --enable-prefix-caching --max-num-seqs 64")
+    assert "--port" not in serve and "--api-key" not in serve and "--api-server-count" not in serve
+    assert not any(e["name"] == "SHINSA_POD_IP" for e in worker["env"])
     # Workers have no HTTP server to probe or scrape.
     assert not {"readinessProbe", "livenessProbe", "startupProbe", "ports"} & worker.keys()
     assert "prometheus.io/scrape" not in group["workerTemplate"]["metadata"]["annotations"]

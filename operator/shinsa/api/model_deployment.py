@@ -11,7 +11,7 @@ from shinsa.api.base import CelRule, K8sModel, K8sStatusModel, defaulted, requir
 from shinsa.api.conditions import Condition
 from shinsa.api.resource import AGE_COLUMN, K8sResource, PrinterColumn
 
-DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
+DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
 """The vLLM release Shinsa is tested against; pinned so that upgrading Shinsa never re-rolls models."""
 
 MODEL_URI_PATTERN = (

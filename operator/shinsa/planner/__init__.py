@@ -35,19 +35,24 @@ from shinsa.planner.request import Backend, PlanRequest
 from shinsa.planner.result import Plan
 from shinsa.planner.vllm_args import (
     DATA_PARALLEL_RPC_PORT,
+    LEADER_IP_VAR,
     OWNED_VLLM_FLAGS,
+    POD_IP_ENV,
     owned_flags_in,
     shell_command,
 )
+from shinsa.planner.vllm_release import VllmRelease, pinned_release
 
 __all__ = [
     "DATA_PARALLEL_RPC_PORT",
     "GIB",
     "GPU_PRODUCT_LABEL",
     "GPU_PROFILES",
+    "LEADER_IP_VAR",
     "MODEL_CATALOG",
     "MODEL_PRESETS",
     "OWNED_VLLM_FLAGS",
+    "POD_IP_ENV",
     "SUPPORTED_ARCHITECTURES",
     "Architecture",
     "Backend",
@@ -64,6 +69,7 @@ __all__ = [
     "UnknownArchitectureError",
     "UnknownGpuError",
     "UnknownModelError",
+    "VllmRelease",
     "count_parameters",
     "dtype_bytes",
     "gpu_by_product",
@@ -73,6 +79,7 @@ __all__ = [
     "lookup_model",
     "node_product_label",
     "owned_flags_in",
+    "pinned_release",
     "plan",
     "resolve_gpu",
     "serving_dtype",

@@ -12,9 +12,17 @@ from shinsa.planner.request import PlanRequest
 
 # Port the data-parallel ranks of a multi-node replica use to reach the leader's coordinator.
 DATA_PARALLEL_RPC_PORT = 13345
-# Kubernetes expands $(VAR) in container args from the container's environment; LeaderWorkerSet sets
-# LWS_LEADER_ADDRESS (the leader pod's DNS name) and, from LWS v0.6, LWS_WORKER_INDEX (0 for the leader).
-LEADER_ADDRESS_REF = "$(LWS_LEADER_ADDRESS)"
+# vLLM binds its data-parallel ZMQ sockets and the rank-0 TCP store on --data-parallel-address as
+# given (vLLM 0.33: `vllm/v1/engine/utils.py` `get_tcp_uri(host, 0)` for the engine sockets,
+# `vllm/v1/engine/coordinator.py`, `vllm/config/parallel.py` `s.bind((data_parallel_master_ip, 0))`),
+# and ZMQ does not resolve a DNS name to bind. So the leader is given its own pod IP (Kubernetes
+# expands $(VAR) in args from the container's environment: render sets POD_IP_ENV from the downward
+# API), and workers, which connect, the IP their shell resolved from LWS_LEADER_ADDRESS (the leader
+# pod's DNS name, set by LeaderWorkerSet with LWS_WORKER_INDEX, 0 for the leader).
+POD_IP_ENV = "SHINSA_POD_IP"
+LEADER_IP_VAR = "SHINSA_LEADER_IP"
+LEADER_OWN_ADDRESS = f"$({POD_IP_ENV})"
+WORKER_LEADER_ADDRESS = f"${{{LEADER_IP_VAR}}}"
 
 # Every flag the planner may emit, in every spelling vLLM accepts for it (short aliases, --no- forms).
 # A spec's extraArgs must not repeat them: the plan would silently stop describing what runs.
@@ -32,8 +40,6 @@ OWNED_VLLM_FLAGS: frozenset[str] = frozenset(
         "-q",
         "--kv-cache-dtype",
         "--hf-overrides",
-        "--rope-scaling",
-        "--rope-theta",
         "--tensor-parallel-size",
         "-tp",
         "--pipeline-parallel-size",
@@ -92,8 +98,9 @@ def worker_start_rank_expr(layout: Layout) -> str:
 
 
 def build_vllm_args(request: PlanRequest, layout: Layout, *, dtype: str, max_model_len: int) -> VllmArgs:
+    # The model is `vllm serve`'s positional argument: `--model` is deprecated there (vLLM 0.33's
+    # `vllm/entrypoints/cli/serve.py` copies `model_tag` over it).
     engine: list[str] = [
-        "--model",
         request.model,
         "--served-model-name",
         request.served_name or request.model,
@@ -132,35 +139,46 @@ def build_vllm_args(request: PlanRequest, layout: Layout, *, dtype: str, max_mod
     if layout.expert:
         engine.append("--enable-expert-parallel")
 
-    # Parsers belong to the OpenAI-compatible frontend, which headless workers do not run.
-    frontend: list[str] = []
+    # The reasoning parser is an engine option from vLLM 0.33 on (structured output runs in every
+    # engine core); tool calling belongs to the OpenAI-compatible frontend, which headless workers
+    # do not run.
     if request.reasoning_parser:
-        frontend += ["--reasoning-parser", request.reasoning_parser]
+        engine += ["--reasoning-parser", request.reasoning_parser]
+    frontend: list[str] = []
     if request.tool_call_parser:
         frontend += ["--enable-auto-tool-choice", "--tool-call-parser", request.tool_call_parser]
 
     if layout.nodes == 1:
         return VllmArgs(args=tuple(engine + frontend))
 
-    multi_node = [
-        "--data-parallel-size-local",
-        str(layout.data_local),
-        "--data-parallel-address",
-        LEADER_ADDRESS_REF,
-        "--data-parallel-rpc-port",
-        str(DATA_PARALLEL_RPC_PORT),
-    ]
-    leader = tuple(engine + multi_node + frontend)
+    def multi_node(address: str) -> list[str]:
+        return [
+            "--data-parallel-size-local",
+            str(layout.data_local),
+            "--data-parallel-address",
+            address,
+            "--data-parallel-rpc-port",
+            str(DATA_PARALLEL_RPC_PORT),
+        ]
+
+    leader = tuple(engine + multi_node(LEADER_OWN_ADDRESS) + frontend)
     worker = tuple(
-        engine + multi_node + ["--data-parallel-start-rank", worker_start_rank_expr(layout), "--headless"]
+        engine
+        + multi_node(WORKER_LEADER_ADDRESS)
+        + ["--data-parallel-start-rank", worker_start_rank_expr(layout), "--headless"]
     )
     return VllmArgs(args=leader, leader=leader, worker=worker)
 
 
+def _expansion(arg: str) -> bool:
+    # `$(...)` (Kubernetes variable references, shell arithmetic) and `${...}` (the shell's own
+    # variables) must reach the shell unquoted.
+    return (arg.startswith("$(") and arg.endswith(")")) or (arg.startswith("${") and arg.endswith("}"))
+
+
 def shell_command(args: Sequence[str], program: str = "vllm serve") -> str:
-    """One `sh -c` line that runs `program` with `args`, quoting everything except `$(...)` expansions
-    (Kubernetes variable references and shell arithmetic), which must reach the shell unquoted."""
+    """One `sh -c` line that runs `program` with `args`, quoting everything except expansions."""
     parts = [program]
     for arg in args:
-        parts.append(arg if arg.startswith("$(") and arg.endswith(")") else shlex.quote(arg))
+        parts.append(arg if _expansion(arg) else shlex.quote(arg))
     return "exec " + " ".join(parts)

@@ -35,7 +35,7 @@ def render_model_deployment(
 
     `model_path` replaces `spec.model.uri` as the place to load from: the controller passes the
     hf://, s3:// or pvc:// URI a `models:/name@alias` reference resolved to. The plan's model flags
-    (`--model`, `--revision`, `--trust-remote-code`) are rewritten from the spec and this URI.
+    (the model argument, `--revision`, `--trust-remote-code`) are rewritten from the spec and this URI.
     """
     source = resolve_model_source(model_path or md.spec.model.uri)
     check_extra_args(md)

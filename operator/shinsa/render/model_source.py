@@ -1,7 +1,8 @@
-"""Where the weights come from: a model URI becomes vLLM's `--model`, volumes and loader flags.
+"""Where the weights come from: a model URI becomes `vllm serve`'s model argument, volumes and loader
+flags.
 
 This is the one place a URI is turned into something vLLM can load. The controller should plan with
-`vllm_model_argument(uri)` as the planner's `model`, so the plan in status shows the same `--model` that
+`vllm_model_argument(uri)` as the planner's `model`, so the plan in status shows the same model that
 runs; `render` rewrites the model flags from the spec either way, so a plan made from the raw URI still
 renders correctly.
 """
@@ -34,7 +35,7 @@ class ModelSource:
 
     kind: Literal["hf", "s3", "pvc"]
     uri: str
-    # The value of vLLM's --model.
+    # `vllm serve`'s model argument (the positional one; `--model` is deprecated there).
     model: str
     # Only the Hugging Face Hub has revisions; for a bucket or a volume the path is the version.
     supports_revision: bool
@@ -88,7 +89,7 @@ def resolve_model_source(uri: str) -> ModelSource:
 
 
 def vllm_model_argument(uri: str) -> str:
-    """What vLLM's `--model` gets for `uri`: the value to plan with."""
+    """The model argument of `vllm serve` for `uri`: the value to plan with."""
     return resolve_model_source(uri).model
 
 
@@ -116,26 +117,24 @@ def apply_model_source(
     `--trust-remote-code` follows the spec alone: a plan made for another request must never be able
     to turn on third-party code execution that the ModelDeployment did not opt into.
     """
+    # The plan's first argument is the model it was planned with (`vllm serve`'s positional).
+    rest = args[1:] if args and not args[0].startswith("-") else args
     kept: list[str] = []
     skip_value = False
-    position: int | None = None
-    for arg in args:
+    for arg in rest:
         if skip_value:
             skip_value = False
             continue
         name = flag_name(arg) if arg.startswith("-") else None
         if name in _VALUE_FLAGS:
-            if name == "--model" and position is None:
-                position = len(kept)
             skip_value = "=" not in arg
             continue
         if name in _SWITCH_FLAGS:
             continue
         kept.append(arg)
-    model_flags = ["--model", source.model]
+    model_flags = [source.model]
     if revision and source.supports_revision:
         model_flags += ["--revision", revision]
     if trust_remote_code:
         model_flags.append("--trust-remote-code")
-    at = 0 if position is None else position
-    return kept[:at] + model_flags + kept[at:]
+    return model_flags + kept

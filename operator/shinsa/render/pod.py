@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from shinsa.api import ModelDeployment
-from shinsa.planner import DATA_PARALLEL_RPC_PORT, GPU_PRODUCT_LABEL, Plan, node_product_label, shell_command
+from shinsa.planner import (
+    DATA_PARALLEL_RPC_PORT,
+    GPU_PRODUCT_LABEL,
+    LEADER_IP_VAR,
+    POD_IP_ENV,
+    Plan,
+    node_product_label,
+    pinned_release,
+    shell_command,
+)
 from shinsa.render.labels import (
     HTTP_PORT,
     LAYOUT_ANNOTATION,
@@ -121,11 +130,48 @@ def api_args(md: ModelDeployment, planned: Sequence[str], source: ModelSource) -
     ]
 
 
+# A worker connects to the leader's coordinator, so it needs the leader's IP (vLLM does not resolve
+# the name for every socket); the leader's DNS record appears only once its pod has an IP, so the
+# name is looked up until it resolves, for a bounded time. python3 is in every vLLM image.
+LEADER_RESOLVE_ATTEMPTS = 60
+LEADER_RESOLVE_INTERVAL_S = 5
+_RESOLVE_LEADER = (
+    "i=0; "
+    f"until {LEADER_IP_VAR}=$(python3 -c 'import socket,sys; print(socket.gethostbyname(sys.argv[1]))' "
+    '"$LWS_LEADER_ADDRESS" 2>/dev/null); do '
+    f'i=$((i+1)); if [ "$i" -ge {LEADER_RESOLVE_ATTEMPTS} ]; then '
+    'echo "shinsa: the leader $LWS_LEADER_ADDRESS did not resolve" >&2; exit 1; fi; '
+    f"sleep {LEADER_RESOLVE_INTERVAL_S}; done; "
+)
+
+
+def worker_extra_args(extra_args: Sequence[str]) -> list[str]:
+    """`extraArgs` without the options a headless worker refuses or has no use for: those of the
+    API server and the API-server-only data-parallel modes (`VllmRelease.leader_only`); they go to
+    the leader only (docs/model-deployment.md)."""
+    release = pinned_release()
+    kept: list[str] = []
+    dropping = False
+    for arg in extra_args:
+        if dropping and not arg.startswith("-"):
+            dropping = False
+            continue  # the dropped option's value
+        dropping = False
+        if arg.startswith("-") and flag_name(arg) in release.leader_only:
+            name = flag_name(arg)
+            switch = name.startswith("--no-") or f"--no-{name[2:]}" in release.flags
+            dropping = "=" not in arg and not switch
+            continue
+        kept.append(arg)
+    return kept
+
+
 def worker_command(md: ModelDeployment, planned: Sequence[str], source: ModelSource) -> list[str]:
-    """`sh -c` for a headless worker: its start rank is shell arithmetic on LWS_WORKER_INDEX."""
-    line = shell_command(_engine_args(md, planned, source))
+    """`sh -c` for a headless worker: its start rank is shell arithmetic on LWS_WORKER_INDEX, and
+    the leader's address is resolved before vLLM starts."""
+    line = _RESOLVE_LEADER + shell_command(_engine_args(md, planned, source))
     # User arguments are always quoted, so they can never become shell expansions.
-    line += "".join(" " + shlex.quote(arg) for arg in md.spec.serving.extra_args)
+    line += "".join(" " + shlex.quote(arg) for arg in worker_extra_args(md.spec.serving.extra_args))
     return ["sh", "-c", line]
 
 
@@ -257,6 +303,11 @@ def vllm_container(
     if ports:
         container["ports"] = ports
     container["env"] = _env(md)
+    if role.coordinator:
+        # The leader binds its data-parallel sockets on its own IP (planner.vllm_args).
+        container["env"].append(
+            {"name": POD_IP_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+        )
     container["resources"] = _resources(plan)
     container["volumeMounts"] = _volume_mounts(source)
     if role.serves_api:
