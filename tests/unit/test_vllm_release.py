@@ -14,9 +14,12 @@ from shinsa.api import DEFAULT_VLLM_IMAGE
 from shinsa.planner import (
     GPU_PROFILES,
     MODEL_PRESETS,
+    OWNED_VLLM_ENV,
     OWNED_VLLM_FLAGS,
+    UNPLANNED_VLLM_FLAGS,
     PlanError,
     PlanRequest,
+    extra_args_problem,
     pinned_release,
     plan,
 )
@@ -81,3 +84,52 @@ def test_the_release_knows_what_only_the_leader_may_get() -> None:
     assert {"--api-key", "--port", "--tool-call-parser"} <= release.leader_only
     # Engine options reach every rank.
     assert not {"--max-num-seqs", "--reasoning-parser", "--enable-prefix-caching"} & release.leader_only
+
+
+def test_every_unplanned_flag_and_owned_variable_exists_in_the_pinned_release() -> None:
+    release = pinned_release()
+    assert sorted(set(UNPLANNED_VLLM_FLAGS) - release.flags) == []
+    assert sorted(OWNED_VLLM_ENV - release.env) == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        # argparse abbreviations, which vLLM's parser keeps: a unique prefix is that option.
+        (["--max-model=4096"], "--max-model=4096, which Shinsa sets from the plan"),
+        (["--tensor-parallel", "2"], "--tensor-parallel, which Shinsa sets from the plan"),
+        # The dotted JSON form of an option is that option.
+        (["--hf-overrides.rope_scaling.factor", "4"], "--hf-overrides.rope_scaling.factor, which Shinsa"),
+        (["--config", "/etc/vllm.yaml"], "--config, which is not planned: a config file"),
+        (["--kv-cache-memory-bytes=8g"], "not planned: the KV cache is planned"),
+        (["--enable-eplb"], "not planned: expert load balancing"),
+        (["--speculative-config", "{}"], "not planned: a draft model"),
+        (["--max-num-seq", "8", "--no-such-option"], "--no-such-option, which this vLLM release does not"),
+        # Ambiguous: `--data-parallel-s` starts -size, -size-local and -start-rank.
+        (["--data-parallel-s", "2"], "--data-parallel-s, which this vLLM release does not accept"),
+    ],
+)  # fmt: skip
+def test_owned_and_unplanned_options_cannot_be_slipped_in(extra: list[str], says: str) -> None:
+    problem = extra_args_problem(extra, [], pinned_release().flags)
+    assert problem is not None and says in problem, problem
+
+
+def test_variables_that_set_the_data_parallel_layout_are_refused() -> None:
+    problem = extra_args_problem([], ["VLLM_DP_SIZE", "HF_TOKEN"], pinned_release().flags)
+    assert problem == (
+        "spec.serving.env sets VLLM_DP_SIZE, which would override the data-parallel layout Shinsa plans"
+    )
+
+
+def test_the_options_users_tune_pass() -> None:
+    allowed = [
+        "--enable-prefix-caching",
+        "--max-num-seqs",
+        "64",
+        "--max_num_batched_tokens=8192",
+        "--api-key",
+        "k",
+    ]
+    assert extra_args_problem(allowed, ["HF_TOKEN"], pinned_release().flags) is None
+    # An image Shinsa has no option list of: only the owned spellings are checked.
+    assert extra_args_problem(["--some-future-option"], [], frozenset()) is None

@@ -67,17 +67,74 @@ OWNED_VLLM_FLAGS: frozenset[str] = frozenset(
     }
 )
 
+# Options that change the memory or the topology the plan describes, or hand vLLM a second source of
+# options, without a layout Shinsa plans for them: refused in extraArgs, naming what to use instead.
+# (`--max-num-seqs` and `--max-num-batched-tokens` stay the user's until the plan models them.)
+UNPLANNED_VLLM_FLAGS: dict[str, str] = {
+    "--config": "a config file could set any option the plan owns; put options in spec.serving.extraArgs",
+    "--kv-cache-memory-bytes": "the KV cache is planned from spec.serving.gpuMemoryUtilization",
+    "--num-gpu-blocks-override": "the KV cache is planned from spec.serving.gpuMemoryUtilization",
+    "--cpu-offload-gb": "weights are planned to fit GPU memory",
+    "--enable-eplb": "expert load balancing changes the per-GPU expert memory the plan assumes",
+    "--no-enable-eplb": "expert load balancing is not planned",
+    "--all2all-backend": "the expert-parallel transport is chosen with the layout",
+    "--prefill-context-parallel-size": "context parallelism is not planned; see spec.parallelism",
+    "-pcp": "context parallelism is not planned; see spec.parallelism",
+    "--decode-context-parallel-size": "context parallelism is not planned; see spec.parallelism",
+    "-dcp": "context parallelism is not planned; see spec.parallelism",
+    "--speculative-config": "a draft model's memory is not planned",
+    "--uds": "the API is served on the TCP port the Service and probes use",
+    "--data-parallel-backend": "data-parallel ranks are started by the pods Shinsa renders",
+    "-dpb": "data-parallel ranks are started by the pods Shinsa renders",
+    "--data-parallel-hybrid-lb": "the load-balancing mode follows the layout",
+    "--no-data-parallel-hybrid-lb": "the load-balancing mode follows the layout",
+    "-dph": "the load-balancing mode follows the layout",
+    "--data-parallel-external-lb": "the load-balancing mode follows the layout",
+    "--no-data-parallel-external-lb": "the load-balancing mode follows the layout",
+    "-dpe": "the load-balancing mode follows the layout",
+    "--data-parallel-multi-port-external-lb": "the load-balancing mode follows the layout",
+    "-dpm": "the load-balancing mode follows the layout",
+    "--nnodes": "nodes per replica are planned; see spec.parallelism.nodes",
+    "-n": "nodes per replica are planned; see spec.parallelism.nodes",
+    "--node-rank": "node ranks come from LeaderWorkerSet",
+    "-r": "node ranks come from LeaderWorkerSet",
+    "--master-addr": "the leader's address is set by Shinsa",
+    "--master-port": "the leader's address is set by Shinsa",
+    "--distributed-executor-backend": "the executor follows the layout",
+}
 
-def owned_flags_in(args: Iterable[str]) -> list[str]:
-    """The owned flags among `args`, as written (`--max_model_len=4096` counts as `--max-model-len`)."""
+# vLLM variables that set the data-parallel topology behind the flags' back (vLLM 0.33 `vllm/envs.py`).
+OWNED_VLLM_ENV: frozenset[str] = frozenset(
+    {"VLLM_DP_MASTER_IP", "VLLM_DP_MASTER_PORT", "VLLM_DP_RANK", "VLLM_DP_RANK_LOCAL", "VLLM_DP_SIZE"}
+)
+
+
+def _option(arg: str, known: frozenset[str]) -> str:
+    """The option `arg` sets, as vLLM's parser reads it: `--max_model_len=1` and
+    `--hf-overrides.rope_scaling.factor` (its dotted JSON form) name `--max-model-len` and
+    `--hf-overrides`, and an unambiguous prefix (`--max-model`: argparse's abbreviations, which
+    vLLM's parser keeps) names the one option of `known` it starts."""
+    flag = arg.split("=", 1)[0]
+    if not flag.startswith("--"):
+        return flag
+    flag = "--" + flag[2:].split(".", 1)[0].replace("_", "-")
+    if flag in known:
+        return flag
+    completions = [k for k in known if k.startswith(flag)]
+    return completions[0] if len(completions) == 1 else flag
+
+
+def owned_flags_in(args: Iterable[str], known: frozenset[str] = frozenset()) -> list[str]:
+    """The owned or unplanned options among `args`, as written. `known` is every option of the
+    vLLM release that will read them (`pinned_release().flags`), which abbreviations are
+    completed against; without it only exact spellings count."""
+    vocabulary = known | OWNED_VLLM_FLAGS | frozenset(UNPLANNED_VLLM_FLAGS)
     found: list[str] = []
     for arg in args:
         if not arg.startswith("-"):
             continue
-        flag = arg.split("=", 1)[0]
-        # vLLM's argument parser treats underscores in long options as dashes.
-        normalized = "--" + flag[2:].replace("_", "-") if flag.startswith("--") else flag
-        if normalized in OWNED_VLLM_FLAGS:
+        option = _option(arg, vocabulary)
+        if option in OWNED_VLLM_FLAGS or option in UNPLANNED_VLLM_FLAGS:
             found.append(arg)
     return found
 
@@ -182,3 +239,37 @@ def shell_command(args: Sequence[str], program: str = "vllm serve") -> str:
     for arg in args:
         parts.append(arg if _expansion(arg) else shlex.quote(arg))
     return "exec " + " ".join(parts)
+
+
+def extra_args_problem(
+    extra_args: Sequence[str], env_names: Iterable[str], known: frozenset[str] = frozenset()
+) -> str | None:
+    """Why `spec.serving.extraArgs`/`env` cannot be passed to vLLM as they are, or None. `known`:
+    the options of the vLLM release that will read them (empty for an image Shinsa has no option
+    list of: only exact spellings and owned options are checked then)."""
+    problems = []
+    owned = owned_flags_in(extra_args, known)
+    planned = [arg for arg in owned if _option(arg, known | OWNED_VLLM_FLAGS) in OWNED_VLLM_FLAGS]
+    if planned:
+        problems.append(
+            f"spec.serving.extraArgs sets {', '.join(planned)}, which Shinsa sets from the plan; "
+            "use the corresponding spec field instead"
+        )
+    for arg in (a for a in owned if a not in planned):
+        why = UNPLANNED_VLLM_FLAGS[_option(arg, known | frozenset(UNPLANNED_VLLM_FLAGS))]
+        problems.append(f"spec.serving.extraArgs sets {arg}, which is not planned: {why}")
+    if known:
+        vocabulary = known | OWNED_VLLM_FLAGS
+        unknown = [a for a in extra_args if a.startswith("--") and _option(a, vocabulary) not in vocabulary]
+        if unknown:
+            problems.append(
+                f"spec.serving.extraArgs sets {', '.join(unknown)}, which this vLLM release does not "
+                "accept (or which abbreviates several of its options)"
+            )
+    env = sorted(set(env_names) & OWNED_VLLM_ENV)
+    if env:
+        problems.append(
+            f"spec.serving.env sets {', '.join(env)}, which would override the data-parallel layout "
+            "Shinsa plans"
+        )
+    return "; ".join(problems) or None
