@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -60,6 +60,10 @@ _TAG_KEY = r"^[/\w.\- ]{1,250}$"
 _TAG_VALUE_LIMIT = 8000
 
 
+DEFAULT_MLFLOW_TRACES = 200
+"""Traces logged per run unless `engine.mlflowTraces` says otherwise."""
+
+
 class EngineOptions(K8sModel):
     """What only the engine running a spec needs; never part of an EvalRun."""
 
@@ -78,12 +82,24 @@ class EngineOptions(K8sModel):
     `shinsa.exit_code`, `shinsa.model`, which take precedence). The operator sets
     `shinsa.evalrun.namespace/name/uid` and, when it knows them, `shinsa.model.registered_name` and
     `shinsa.model.version`, by which a baseline `mlflowModel: name@alias` is found."""
+    mlflow_traces: Annotated[int, Field(ge=0)] | Literal["all", "none"] = DEFAULT_MLFLOW_TRACES
+    """How many judged items are logged as MLflow traces (one per question, turn and repeat, with a
+    generation span, a span per judge and the judges' scores as assessments): a number (a sample
+    spread evenly over the benchmarks' items), `all` or `none`. Each trace is a few requests to the
+    tracking server (see docs/evaluation.md for the cost), so large runs log a sample."""
     model_api_key_env: str | None = Field(default=None, pattern=_ENV_NAME)
     """The variable holding the model endpoint's API key. Default: `SHINSA_MODEL_API_KEY` when
     `spec.model.apiKeySecretRef` is set, else none."""
     judge_api_key_env: dict[str, str] = Field(default_factory=dict)
     """Per judge name, the variable holding its API key. Default for a judge with `apiKeySecretRef`:
     `SHINSA_JUDGE_API_KEY_<NAME>`."""
+
+    @property
+    def trace_limit(self) -> int | None:
+        """The most traces to log; None for all."""
+        if self.mlflow_traces == "all":
+            return None
+        return 0 if self.mlflow_traces == "none" else int(self.mlflow_traces)
 
     @model_validator(mode="after")
     def _variable_names(self) -> EngineOptions:

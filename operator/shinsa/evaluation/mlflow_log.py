@@ -14,18 +14,24 @@ import logging
 import math
 import os
 import re
+import time
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from shinsa.api.eval_run import Judge
+from shinsa.api.eval_run import Judge, redact_userinfo
 from shinsa.evaluation import outputs
 from shinsa.evaluation.config import EvalConfig
+from shinsa.evaluation.masking import SecretMask
 from shinsa.evaluation.records import Item
 from shinsa.evaluation.results import RunResults, exit_code_of
 
 if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
     from shinsa.evaluation.benchmarks import Benchmark
     from shinsa.evaluation.progress import Reporter
 
@@ -259,33 +265,359 @@ def _log_run(
     tracking_uri: str,
 ) -> tuple[str, str]:
     import mlflow
+    from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(config.spec.mlflow.experiment)
+    experiment_id = str(mlflow.set_experiment(config.spec.mlflow.experiment).experiment_id)
+    client = MlflowClient(tracking_uri=tracking_uri)
     run_name = config.engine.mlflow_run_name or f"{config.served_name}-eval"
-    with mlflow.start_run(run_name=run_name) as parent:
-        mlflow.set_tags(run_tags(config, results))
-        mlflow.log_params(run_params(config, benchmarks))
-        mlflow.log_metrics(run_metrics(results))
-        if items:
-            mlflow.log_table(data=_items_table(items), artifact_file="items_table.json")
-        for name in (outputs.SCORES, outputs.ITEMS, outputs.GENERATIONS, outputs.JUDGMENTS, outputs.CONFIG):
-            if (out / name).exists():
-                mlflow.log_artifact(str(out / name))
-        if (out / outputs.PLOTS).is_dir():
-            mlflow.log_artifacts(str(out / outputs.PLOTS), artifact_path=outputs.PLOTS)
-
+    start_ms, end_ms = run_span_ms(results)
+    # The client rather than mlflow.start_run: only create_run takes a start time, so the run spans
+    # the evaluation instead of the seconds spent logging it (MLflow 3.17.2, tracking/client.py
+    # create_run(start_time=...) and set_terminated(end_time=...)).
+    parent = client.create_run(experiment_id, start_time=start_ms, run_name=run_name)
+    run_id = str(parent.info.run_id)
+    try:
+        _log_parent(client, run_id, out, results, items, config, benchmarks)
         for repeat in range(config.spec.repeats):
-            with mlflow.start_run(run_name=f"{run_name}-repeat-{repeat}", nested=True):
-                mlflow.log_param("repeat", repeat)
-                repeat_metrics: dict[str, float] = {}
-                for bench, summary in results.benchmarks.items():
-                    per_repeat = summary.per_repeat
-                    if repeat < len(per_repeat) and _finite(per_repeat[repeat]):
-                        repeat_metrics[metric_name(bench, "mean")] = float(per_repeat[repeat] or 0.0)
-                    repeat_items = [i for i in items if i.benchmark == bench and i.repeat == repeat]
-                    if repeat_items:
-                        errors = sum(i.error is not None for i in repeat_items)
-                        repeat_metrics[metric_name(bench, "error_rate")] = errors / len(repeat_items)
-                mlflow.log_metrics(repeat_metrics)
-        return str(parent.info.run_id), str(parent.info.experiment_id)
+            child = client.create_run(
+                experiment_id,
+                start_time=start_ms,
+                run_name=f"{run_name}-repeat-{repeat}",
+                tags={"mlflow.parentRunId": run_id},
+            )
+            child_id = str(child.info.run_id)
+            client.log_batch(
+                child_id,
+                params=_params({"repeat": repeat}),
+                metrics=_metrics(repeat_metrics(results, items, repeat)),
+            )
+            client.set_terminated(child_id, end_time=end_ms)
+        _log_traces(client, out, items, config, experiment_id, run_id)
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED", end_time=end_ms)
+        raise
+    client.set_terminated(run_id, end_time=end_ms)
+    return run_id, experiment_id
+
+
+def run_span_ms(results: RunResults, now: float | None = None) -> tuple[int, int]:
+    """The parent run's start and end (epoch milliseconds): the evaluation's. Results without a
+    start time (written before it was recorded) end now and last `wall_time_s`."""
+    wall = max(0.0, results.wall_time_s)
+    start = results.started_at if results.started_at is not None else (now or time.time()) - wall
+    return int(start * 1000), int((start + wall) * 1000)
+
+
+def repeat_metrics(results: RunResults, items: Sequence[Item], repeat: int) -> dict[str, float]:
+    """The metrics of the child run of `repeat`: per benchmark its mean and error rate."""
+    metrics: dict[str, float] = {}
+    for bench, summary in results.benchmarks.items():
+        per_repeat = summary.per_repeat
+        if repeat < len(per_repeat) and _finite(per_repeat[repeat]):
+            metrics[metric_name(bench, "mean")] = float(per_repeat[repeat] or 0.0)
+        repeat_items = [i for i in items if i.benchmark == bench and i.repeat == repeat]
+        if repeat_items:
+            errors = sum(i.error is not None for i in repeat_items)
+            metrics[metric_name(bench, "error_rate")] = errors / len(repeat_items)
+    return metrics
+
+
+def _params(params: dict[str, Any]) -> list[Any]:
+    from mlflow.entities import Param
+
+    return [Param(key, str(value)) for key, value in params.items()]
+
+
+def _metrics(metrics: dict[str, float]) -> list[Any]:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(key, value, now, 0) for key, value in metrics.items()]
+
+
+def _log_parent(
+    client: MlflowClient,
+    run_id: str,
+    out: Path,
+    results: RunResults,
+    items: Sequence[Item],
+    config: EvalConfig,
+    benchmarks: Sequence[Benchmark],
+) -> None:
+    from mlflow.entities import RunTag
+
+    # log_batch splits what exceeds MLflow's per-request limits (1000 metrics, 100 params).
+    client.log_batch(
+        run_id,
+        metrics=_metrics(run_metrics(results)),
+        params=_params(run_params(config, benchmarks)),
+        tags=[RunTag(key, value) for key, value in run_tags(config, results).items()],
+    )
+    if inputs := dataset_inputs(results):
+        client.log_inputs(run_id, datasets=inputs)
+    if items:
+        client.log_table(run_id, data=_items_table(items), artifact_file="items_table.json")
+    for name in (outputs.SCORES, outputs.ITEMS, outputs.GENERATIONS, outputs.JUDGMENTS, outputs.CONFIG):
+        if (out / name).exists():
+            client.log_artifact(run_id, str(out / name))
+    if (out / outputs.PLOTS).is_dir():
+        client.log_artifacts(run_id, str(out / outputs.PLOTS), artifact_path=outputs.PLOTS)
+
+
+# -- datasets ---------------------------------------------------------------------------------------
+
+DATASET_CONTEXT = "evaluation"
+"""The `mlflow.data.context` of each benchmark's dataset input."""
+_DIGEST_LIMIT = 36  # MLflow 3.17.2's MAX_DATASET_DIGEST_SIZE (utils/validation.py)
+
+
+def _source_type(uri: str) -> str:
+    scheme = urlsplit(uri).scheme
+    return "local" if scheme in ("", "file") else scheme
+
+
+def dataset_inputs(results: RunResults) -> list[Any]:
+    """Each benchmark's dataset as an MLflow dataset input (context `evaluation`): named after the
+    benchmark, with the dataset's digest and URI. MLflow keeps 36 characters of a digest, so the
+    digest field holds the start of the hex digest and the profile the whole one."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    inputs = []
+    for name, bench in results.benchmarks.items():
+        if bench.dataset is None:
+            continue
+        uri = redact_userinfo(bench.dataset.uri)
+        digest = bench.dataset.digest.split(":", 1)[-1][:_DIGEST_LIMIT]
+        profile = {"digest": bench.dataset.digest, "questions": bench.n_questions, "items": bench.n_items}
+        dataset = Dataset(
+            name=name,
+            digest=digest,
+            source_type=_source_type(uri),
+            source=json.dumps({"uri": uri}),
+            profile=json.dumps(profile),
+        )
+        inputs.append(DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, DATASET_CONTEXT)]))
+    return inputs
+
+
+# -- traces -----------------------------------------------------------------------------------------
+
+_TRACE_TEXT_CHARS = 20000
+"""Texts in a trace (prompt, answer, judgment) are cut here: the full ones are in the artifacts."""
+_TRACE_FLUSH_EVERY = 100
+"""Traces exported between flushes. MLflow's export queue drops what exceeds its 1000 tasks
+(MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE), and a trace is one task per span plus one."""
+
+
+@dataclass(frozen=True)
+class TraceUnit:
+    """One generation and what judged it: a trace."""
+
+    benchmark: str
+    question_id: str
+    turn: int
+    repeat: int
+    items: tuple[Item, ...]
+    generation: dict[str, Any] | None
+    judgments: dict[str, dict[str, Any]]
+    """Judge name -> its judgment record."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.benchmark}/{self.question_id}/turn-{self.turn}/repeat-{self.repeat}"
+
+
+def _key(record: dict[str, Any] | Item) -> tuple[str, str, int, int]:
+    row: dict[str, Any] = record if isinstance(record, dict) else record.as_dict()
+    return (str(row["benchmark"]), str(row["question_id"]), int(row["turn"]), int(row["repeat"]))
+
+
+def trace_units(
+    items: Sequence[Item],
+    generations: Sequence[dict[str, Any]],
+    judgments: Sequence[dict[str, Any]],
+    limit: int | None,
+) -> list[TraceUnit]:
+    """The (benchmark, question, turn, repeat) units to trace, in the items' order; with a `limit`,
+    that many spread evenly over them, so that every benchmark is sampled."""
+    by_unit: dict[tuple[str, str, int, int], list[Item]] = {}
+    for item in items:
+        by_unit.setdefault(_key(item), []).append(item)
+    keys = list(by_unit)
+    if limit is not None and limit < len(keys):
+        keys = [keys[i * len(keys) // limit] for i in range(limit)]
+    wanted = set(keys)
+    gens = {_key(r): r for r in generations if _key(r) in wanted}
+    judged: dict[tuple[str, str, int, int], dict[str, dict[str, Any]]] = {}
+    for record in judgments:
+        if _key(record) in wanted:
+            judged.setdefault(_key(record), {})[str(record.get("judge"))] = record
+    return [
+        TraceUnit(*key, items=tuple(by_unit[key]), generation=gens.get(key), judgments=judged.get(key, {}))
+        for key in keys
+    ]
+
+
+def _cut(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= _TRACE_TEXT_CHARS else text[:_TRACE_TEXT_CHARS] + "…"
+
+
+def _usage(usage: dict[str, Any] | None) -> dict[str, int]:
+    usage = usage or {}
+    prompt, completion = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
+    return {"input_tokens": prompt, "output_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    return outputs.read_items(path) if path.is_file() else []
+
+
+def _log_traces(
+    client: MlflowClient,
+    out: Path,
+    items: Sequence[Item],
+    config: EvalConfig,
+    experiment_id: str,
+    run_id: str,
+) -> int:
+    """Log the sampled judged items as traces of the run; returns how many."""
+    limit = config.engine.trace_limit
+    if limit == 0 or not items:
+        return 0
+    import mlflow
+
+    units = trace_units(
+        items, _read_records(out / outputs.GENERATIONS), _read_records(out / outputs.JUDGMENTS), limit
+    )
+    # The records are masked when made; a trace is masked again, as everything else that leaves.
+    mask = SecretMask.of_config(config)
+    trace_ids: list[str] = []
+    try:
+        for n, unit in enumerate(units, start=1):
+            trace_ids.append(_log_trace(unit, mask, config, experiment_id, run_id))
+            if n % _TRACE_FLUSH_EVERY == 0:
+                mlflow.flush_trace_async_logging()
+    finally:
+        # Terminated, so that no export thread is left to log "Flushing the async trace logging
+        # queue before program exit" to stderr past the reporter; reset, so that a later run in
+        # this process gets a fresh exporter (MLflow 3.17.2: tracking/fluent.py
+        # flush_trace_async_logging, tracing/provider.py reset).
+        mlflow.flush_trace_async_logging(terminate=True)
+        mlflow.tracing.reset()  # type: ignore[no-untyped-call]
+    # The run's traces are found by their mlflow.sourceRun metadata; the link is what
+    # mlflow.genai.evaluate also makes (genai/evaluation/harness.py), for the evaluation views.
+    for start in range(0, len(trace_ids), 100):  # MAX_TRACE_LINKS_PER_REQUEST
+        client.link_traces_to_run(trace_ids[start : start + 100], run_id)
+    return len(trace_ids)
+
+
+def _log_trace(unit: TraceUnit, mask: SecretMask, config: EvalConfig, experiment_id: str, run_id: str) -> str:
+    # Public API of MLflow 3.17.2: mlflow.start_span_no_context (tracing/fluent.py) takes start
+    # times and parents, and log_feedback on the active trace adds the assessment to the trace
+    # before it is exported (tracing/client.py log_assessment), one request fewer per assessment.
+    import mlflow
+    from mlflow.entities import AssessmentError, AssessmentSource, SpanType
+    from mlflow.tracing.constant import AssessmentMetadataKey, SpanAttributeKey, TraceMetadataKey
+    from mlflow.tracing.provider import safe_set_span_in_context
+
+    first = unit.items[0]
+    generation = unit.generation or {}
+    tags = {
+        "shinsa.benchmark": unit.benchmark,
+        "shinsa.question_id": unit.question_id,
+        "shinsa.category": first.category,
+        "shinsa.turn": str(unit.turn),
+        "shinsa.repeat": str(unit.repeat),
+    }
+    start = time.time_ns()
+    root = mlflow.start_span_no_context(
+        unit.name,
+        span_type=SpanType.CHAIN,
+        inputs=mask.value({"question": _cut(generation.get("prompt")), **tags}),
+        tags=mask.value(tags),
+        metadata={TraceMetadataKey.SOURCE_RUN: run_id},
+        experiment_id=experiment_id,
+        start_time_ns=start,
+    )
+    gen_end = start + int(float(generation.get("latency_s") or 0.0) * 1e9)
+    gen = mlflow.start_span_no_context(
+        "generation",
+        span_type=SpanType.LLM,
+        parent_span=root,
+        inputs=mask.value({"prompt": _cut(generation.get("prompt")), "sampling": generation.get("sampling")}),
+        attributes=mask.value(
+            {
+                "model": config.served_name,
+                "latency_s": generation.get("latency_s"),
+                "ttft_s": generation.get("ttft_s"),
+                "attempts": generation.get("attempts"),
+                "reasoning_tokens": (generation.get("usage") or {}).get("reasoning_tokens", 0),
+            }
+        ),
+        start_time_ns=start,
+    )
+    gen.set_attribute(SpanAttributeKey.CHAT_USAGE, _usage(generation.get("usage")))
+    gen.set_outputs(
+        mask.value(
+            {"answer": _cut(generation.get("answer")), "finish_reason": generation.get("finish_reason")}
+        )
+    )
+    if not unit.generation:
+        gen.set_status("ERROR")
+    gen.end(end_time_ns=gen_end)
+    end = gen_end
+    for judge, record in unit.judgments.items():
+        judge_end = gen_end + int(float(record.get("latency_s") or 0.0) * 1e9)
+        span = mlflow.start_span_no_context(
+            f"judgment/{judge}",
+            span_type=SpanType.LLM,
+            parent_span=root,
+            inputs=mask.value(
+                {"judge": judge, "model": record.get("judge_model"), "answer": _cut(generation.get("answer"))}
+            ),
+            attributes=mask.value({"latency_s": record.get("latency_s"), "attempts": record.get("attempts")}),
+            start_time_ns=gen_end,
+        )
+        span.set_attribute(SpanAttributeKey.CHAT_USAGE, _usage(record.get("usage")))
+        span.set_outputs(
+            mask.value(
+                {
+                    "score": record.get("score"),
+                    "criteria": record.get("criteria"),
+                    "judgment": _cut(record.get("judgment")),
+                }
+            )
+        )
+        span.end(end_time_ns=judge_end)
+        end = max(end, judge_end)
+    with safe_set_span_in_context(root):
+        for item in unit.items:
+            record = unit.judgments.get(item.judge, {})
+            source = AssessmentSource(
+                source_type="LLM_JUDGE" if record else "CODE",
+                source_id=str(record.get("judge_model") or item.judge),
+            )
+            common: dict[str, Any] = {
+                "trace_id": root.trace_id,
+                "name": item.judge,
+                "source": source,
+                "span_id": root.span_id,
+                "metadata": {AssessmentMetadataKey.SOURCE_RUN_ID: run_id},
+            }
+            if item.error is not None or item.score is None:
+                error = AssessmentError(
+                    error_code="SHINSA_ITEM_ERROR", error_message=mask.text(str(item.error))[:1000]
+                )
+                mlflow.log_feedback(**common, error=error)
+            else:
+                rationale = mask.text(_cut(record.get("judgment"))) if record else None
+                mlflow.log_feedback(**common, value=float(item.score), rationale=rationale)
+    scores = {item.judge: item.score for item in unit.items}
+    root.set_outputs(mask.value({"answer": _cut(generation.get("answer")), "scores": scores}))
+    if any(item.error is not None for item in unit.items):
+        root.set_status("ERROR")
+    root.end(end_time_ns=end)
+    return str(root.trace_id)

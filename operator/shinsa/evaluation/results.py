@@ -233,6 +233,9 @@ class RunResults(_Schema):
     requests: dict[str, int] = Field(default_factory=dict)
     tokens: TokenTotals = Field(default_factory=TokenTotals)
     wall_time_s: float = 0.0
+    started_at: float | None = None
+    """When the evaluation started, in seconds since the epoch; with `wall_time_s`, the span of the MLflow
+    run. None in results written before it was recorded."""
     benchmarks: dict[str, BenchmarkResult]
     plots: list[str] = Field(default_factory=list)
     """Plot files, relative to the results directory."""

@@ -398,6 +398,8 @@ async def run_evaluation(
     mask = SecretMask.of_config(config)
     reporter = masked(reporter or JsonLinesReporter(), mask)
     started = time.monotonic()
+    # The wall clock too, for the MLflow run's start: the monotonic clock has no epoch.
+    started_at = time.time()
     out = Path(output_dir or config.engine.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -508,6 +510,7 @@ async def run_evaluation(
         requests=requests,
         tokens=_token_totals(engine.generations, engine.judgments),
         wall_time_s=time.monotonic() - started,
+        started_at=started_at,
         benchmarks=bench_scores,
     )
     results = write_outputs(out, results, all_items, engine.generations, engine.judgments, config, reporter)

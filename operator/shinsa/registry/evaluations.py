@@ -40,6 +40,7 @@ from shinsa.evaluation.mlflow_log import (
     TAG_STATUS,
 )
 from shinsa.evaluation.results import SCORES_FILE, ResultsError, RunResults, RunStatus
+from shinsa.registry.gate_plot import gate_chart, gate_table
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -55,6 +56,12 @@ TAG_GATE_BASELINE = "shinsa.gate.baseline"
 GATE_TAGS = (TAG_GATE_DECISION, TAG_GATE_RULES, TAG_GATE_BASELINE_RUN_ID, TAG_GATE_BASELINE)
 GATES_ARTIFACT = "gates.json"
 """The gate table as decided (`shinsa.gates.GateDecision`), with the baseline it compared against."""
+GATE_TABLE_ARTIFACT = "gate_table.json"
+"""The rules' numbers as an MLflow table (`shinsa.registry.gate_plot.gate_table`)."""
+GATE_PLOT_ARTIFACT = "gate_plot.png"
+"""Per rule the observed value with its interval and the rule's bound (`gate_plot.gate_chart`)."""
+_LOGGED_ARTIFACTS_TAG = "mlflow.loggedArtifacts"
+"""Where MLflow lists a run's tables for its UI (MLflow 3.17.2: tracking/client.py log_table)."""
 
 EVALUATION_KIND = "evaluation"
 """The `shinsa.kind` of the parent run of an evaluation."""
@@ -437,7 +444,9 @@ def record_decision(
     """Tag the candidate's MLflow run `run_id` with the gate decision (`GateDecision.model_dump(
     mode="json")`) and the baseline's run, and log the gate table as `gates.json`.
 
-    Idempotent: the tags are set, not added, and gates.json is overwritten in place, so a retried
+    Also the gate table as an MLflow table (`gate_table.json`) and a plot of it (`gate_plot.png`).
+
+    Idempotent: the tags are set, not added, and the files are overwritten in place, so a retried
     call leaves the run as one call does. A gate tag of an earlier call that this one does not set
     (a baseline found then and not now) is removed.
     """
@@ -446,6 +455,8 @@ def record_decision(
     document = gates_document(decision, baseline_run_id, baseline)
     from mlflow.entities import RunTag
 
+    table = json.dumps(gate_table(decision), ensure_ascii=False, allow_nan=False)
+    chart = gate_chart(decision)
     client = mlflow_client(tracking_uri)
     with mlflow_errors(what, tracking_uri):
         existing = client.get_run(run_id).data.tags
@@ -453,6 +464,26 @@ def record_decision(
             client.delete_tag(run_id, stale)
         client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
         client.log_text(run_id, document, GATES_ARTIFACT)
+        # Not client.log_table, which appends to a table already there: a retried call would
+        # double the rows. The same file and the tag log_table sets, written in place.
+        client.log_text(run_id, table, GATE_TABLE_ARTIFACT)
+        listed = _logged_tables(existing.get(_LOGGED_ARTIFACTS_TAG))
+        entry = {"path": GATE_TABLE_ARTIFACT, "type": "table"}
+        if entry not in listed:
+            client.set_tag(run_id, _LOGGED_ARTIFACTS_TAG, json.dumps([*listed, entry]))
+        if chart is not None:
+            with tempfile.TemporaryDirectory(prefix="shinsa-gates-") as tmp:
+                path = Path(tmp) / GATE_PLOT_ARTIFACT
+                path.write_bytes(chart)
+                client.log_artifact(run_id, str(path))
+
+
+def _logged_tables(tag: str | None) -> list[Any]:
+    try:
+        listed = json.loads(tag or "[]")
+    except json.JSONDecodeError:
+        return []
+    return listed if isinstance(listed, list) else []
 
 
 def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str | None:
@@ -471,6 +502,8 @@ def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str | 
 __all__ = [
     "EVALUATION_KIND",
     "GATES_ARTIFACT",
+    "GATE_PLOT_ARTIFACT",
+    "GATE_TABLE_ARTIFACT",
     "GATE_TAGS",
     "TAG_GATE_BASELINE",
     "TAG_GATE_BASELINE_RUN_ID",
