@@ -164,7 +164,17 @@ def test_a_multi_node_moe_deployment_becomes_a_leaderworkerset_the_real_crd_keep
         assert container["resources"]["limits"]["nvidia.com/gpu"] == str(GPUS_PER_NODE)
     leader_args = [*leader["command"], *leader["args"]]
     assert leader_args[:2] == ["vllm", "serve"]
-    assert leader_args[leader_args.index("--data-parallel-address") + 1] == "$(LWS_LEADER_ADDRESS)"
+    # The leader binds on its pod IP (ZMQ cannot bind a DNS name); the API server kept the downward
+    # API reference that gives it.
+    assert leader_args[leader_args.index("--data-parallel-address") + 1] == "$(SHINSA_POD_IP)"
+    pod_ip = {
+        "name": "SHINSA_POD_IP",
+        "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}},
+    }
+    assert (
+        pod_ip in leader["env"]
+        or {**pod_ip, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in leader["env"]
+    )
     assert leader_args[leader_args.index("--data-parallel-size") + 1] == "16"
     assert leader_args[leader_args.index("--data-parallel-size-local") + 1] == "8"
     assert "--enable-expert-parallel" in leader_args and "--headless" not in leader_args
@@ -172,7 +182,8 @@ def test_a_multi_node_moe_deployment_becomes_a_leaderworkerset_the_real_crd_keep
     worker_line = worker["command"][2]
     assert "--headless" in worker_line
     assert "--data-parallel-start-rank $((LWS_WORKER_INDEX*8))" in worker_line
-    assert "--data-parallel-address $(LWS_LEADER_ADDRESS)" in worker_line
+    assert "--data-parallel-address ${SHINSA_LEADER_IP}" in worker_line
+    assert '"$LWS_LEADER_ADDRESS"' in worker_line  # resolved before vLLM starts
 
     # The schema accepted the object and pruned nothing of it.
     sent = rendered_children(md)["LeaderWorkerSet"]

@@ -11,7 +11,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from tests.support.operator import InProcessOperator
-from tests.support.vllm_cli import served_model
+from tests.support.vllm_cli import flag_value, served_model
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -93,6 +93,8 @@ def small(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
+REVIEWED_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
 # What the issue expects of each example on 8-GPU H100-80GB nodes: GPUs per replica, the layout's
 # flags, and the context length (the model's native one where the example sets none).
 EXAMPLE_PLANS = {
@@ -110,6 +112,20 @@ def test_example_becomes_ready_vllm_pods_on_gpu_nodes_with_the_planned_layout(
     gpus, flags, expert_parallel = EXAMPLE_PLANS[example]
     body = yaml.safe_load((EXAMPLES / f"{example}.yaml").read_text())
     create(kube, namespace, body)
+    remote_code = example.endswith("-thinking")
+    if remote_code:
+        # As shipped, a model that needs its own tokenizer code is refused, saying what to set:
+        # Shinsa never opts into third-party code for the user.
+        md = wait_condition(kube, namespace, example, "Planned", "False")
+        planned = condition(md, "Planned")
+        assert planned["reason"] == "PlanFailed"
+        assert "spec.model.trustRemoteCode, spec.model.revision" in planned["message"], planned
+        assert not pods_of(kube, namespace, example)
+        # What the user does after reviewing the repository's code at a commit.
+        client.CustomObjectsApi(kube).patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, example,
+            {"spec": {"model": {"trustRemoteCode": True, "revision": REVIEWED_COMMIT}}},
+        )  # fmt: skip
 
     md = wait_condition(kube, namespace, example, "Ready", "True")
     status = md["status"]
@@ -127,7 +143,9 @@ def test_example_becomes_ready_vllm_pods_on_gpu_nodes_with_the_planned_layout(
     args = vllm_args(pod)
     assert {flag: args[args.index(flag) + 1] for flag in flags} == flags
     assert ("--enable-expert-parallel" in args) is expert_parallel
-    assert "--trust-remote-code" not in args
+    assert ("--trust-remote-code" in args) is remote_code
+    if remote_code:
+        assert flag_value(args, "--revision") == REVIEWED_COMMIT
 
 
 def test_an_oversized_request_reports_scheduled_false_with_the_schedulers_reason(

@@ -98,11 +98,17 @@ def test_an_impossible_request_prints_what_would_fit() -> None:
     assert "What would fit" in result.stderr
 
 
-def test_thinking_models_get_a_remote_code_note_on_stderr() -> None:
-    result = runner.invoke(app, ["llm-jp-4-8b-thinking", "--gpu", "H100", "-o", "json"])
-    assert result.exit_code == 0
-    assert "--trust-remote-code" in result.stderr
-    json.loads(result.stdout)
+def test_thinking_models_are_planned_only_with_remote_code_opted_into_at_a_pinned_commit() -> None:
+    refused = runner.invoke(app, ["llm-jp-4-8b-thinking", "--gpu", "H100", "-o", "json"])
+    assert refused.exit_code == 1
+    assert "--trust-remote-code" in refused.stderr and "ships its own tokenizer code" in refused.stderr
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    result = runner.invoke(
+        app,
+        ["llm-jp-4-8b-thinking", "--gpu", "H100", "--trust-remote-code", "--revision", commit, "-o", "json"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "--trust-remote-code" in json.loads(result.stdout)["vllmArgs"]
 
 
 def test_a_gpu_count_fills_the_sizes_left_unpinned_and_a_contradiction_names_every_option() -> None:

@@ -329,7 +329,11 @@ def test_fp8_weights_roughly_halve_the_weight_memory() -> None:
 
 
 def test_remote_code_is_off_unless_asked_and_needs_a_pinned_revision() -> None:
-    assert "--trust-remote-code" not in plan(request("llm-jp-4-8b-thinking", "H100")).vllm_args
+    assert "--trust-remote-code" not in plan(request("qwen3-8b", "H100")).vllm_args
+    # A model that cannot load without its own code says what to set, and is never opted in for you.
+    with pytest.raises(PlanError, match="ships its own tokenizer code") as needed:
+        plan(request("llm-jp-4-8b-thinking", "H100"))
+    assert (needed.value.field, needed.value.conflicts) == ("trust_remote_code", ("revision",))
     with pytest.raises(PlanError, match="revision") as caught:
         plan(request("llm-jp-4-8b-thinking", "H100", trust_remote_code=True))
     assert caught.value.field == "revision"

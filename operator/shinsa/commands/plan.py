@@ -65,8 +65,8 @@ def _fail(option: str | None, message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _resolve_model(model: str) -> tuple[Architecture, str, str, bool]:
-    """(architecture, what --model gets, default served name, whether the model needs remote code)."""
+def _resolve_model(model: str) -> tuple[Architecture, str, str]:
+    """(architecture, the model argument vLLM gets, default served name)."""
     try:
         preset = lookup_model(model)
     except UnknownModelError:
@@ -74,8 +74,8 @@ def _resolve_model(model: str) -> tuple[Architecture, str, str, bool]:
         if not (path.exists() or model.endswith(".json")):
             raise
         directory = path if path.is_dir() else path.parent
-        return load_config_json(path), str(directory), directory.resolve().name, False
-    return preset.architecture, preset.hf_repo_id, model, preset.needs_trust_remote_code
+        return load_config_json(path), str(directory), directory.resolve().name
+    return preset.architecture, preset.hf_repo_id, model
 
 
 def _validation_message(exc: ValidationError) -> tuple[str | None, str]:
@@ -200,7 +200,7 @@ def plan(
     if output not in ("table", "json"):
         _fail("--output", f"expected 'table' or 'json', got {output!r}")
     try:
-        architecture, default_uri, default_name, needs_remote_code = _resolve_model(model)
+        architecture, default_uri, default_name = _resolve_model(model)
     except UnknownModelError as exc:
         _fail("MODEL", f"{exc}; or give a path to a config.json")
     except PlannerError as exc:
@@ -243,15 +243,6 @@ def plan(
             option = "--yarn-factor"
         _fail(option, message)
 
-    if needs_remote_code and not trust_remote_code:
-        _stderr.print(
-            Text.assemble(
-                ("note: ", "yellow"),
-                f"{model}'s tokenizer ships custom code; vLLM will need --trust-remote-code "
-                "with a pinned --revision",
-            ),
-            soft_wrap=True,
-        )
     try:
         result = make_plan(request)
     except PlanError as exc:

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from shinsa.planner.architecture import Architecture
+from shinsa.planner.catalog import MODEL_CATALOG
 from shinsa.planner.errors import PlanError
 from shinsa.planner.gpus import GPU_PROFILES
 from shinsa.planner.layout import Layout, candidate_layouts, structural_problem
@@ -101,6 +102,17 @@ def _resolve_max_model_len(request: PlanRequest) -> int:
 
 
 def _check_remote_code(request: PlanRequest) -> None:
+    preset = MODEL_CATALOG.get(request.model.casefold())
+    if preset is not None and preset.needs_trust_remote_code and not request.trust_remote_code:
+        # vLLM would crash-loop loading the tokenizer; turning the option on for the user would run
+        # third-party code nobody opted into. Say what to set instead.
+        raise PlanError(
+            f"{preset.hf_repo_id} ships its own tokenizer code, which vLLM loads only with "
+            "trust_remote_code: review the repository's code at a commit, then set trust_remote_code "
+            "with revision pinned to that 40-character commit",
+            field="trust_remote_code",
+            conflicts=("revision",),
+        )
     if request.trust_remote_code and not request.revision:
         raise PlanError(
             "trust_remote_code runs Python code from the model repository; it needs a pinned revision "
