@@ -18,6 +18,9 @@ from shinsa.devcluster.crds import install_crds
 from shinsa.devcluster.kueue import RunningKueue
 from shinsa.devcluster.kueue import start as start_kueue
 from shinsa.devcluster.kueue import stop as stop_kueue
+from shinsa.devcluster.lws import RunningLws
+from shinsa.devcluster.lws import start as start_lws
+from shinsa.devcluster.lws import stop as stop_lws
 from shinsa.devcluster.services import S3_ACCESS_KEY, S3_SECRET_KEY, start_mlflow, start_s3
 from tests.support.operator import InProcessOperator, operator_settings
 
@@ -138,3 +141,21 @@ def upstream_crds(kube: client.ApiClient) -> list[str]:
     from shinsa.devcluster.upstream import load_crds
 
     return install_crds(kube, load_crds(), TEST_FIELD_MANAGER)
+
+
+@pytest.fixture(scope="session")
+def lws(cluster: LocalCluster, upstream_crds: list[str]) -> Iterator[RunningLws]:
+    """The real LeaderWorkerSet controller (tools/lws's pin) against the test cluster, started on
+    first use on the CRD `upstream_crds` installed, so the CRD has one field manager. From then on
+    every LeaderWorkerSet of the session gets its StatefulSets and pods."""
+    from shinsa.devcluster.upstream import pin_for
+
+    running = start_lws(cluster, install_crd=False)
+    try:
+        # Two pins of one project: a controller newer than its CRD would drop what it does not know.
+        pinned = pin_for("sigs.k8s.io/lws").version
+        if running.version != pinned:
+            pytest.fail(f"tools/lws/go.mod pins LWS {running.version}, tools/upstream-crds.txt {pinned}")
+        yield running
+    finally:
+        stop_lws(cluster)

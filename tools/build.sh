@@ -4,6 +4,8 @@
 # controller (kueue) from their official Go modules at the versions pinned in tools/*/go.mod,
 # into the user cache, keyed by a digest of those pins and of this script.
 # A fresh clone in another folder finds the same key and reuses the binaries.
+# Add-ons (the LeaderWorkerSet controller) are built into the same directory afterwards, each keyed
+# on its own module and its own section of this script, so adding or bumping one rebuilds only it.
 #
 # Prints the directory holding the binaries on stdout; progress goes to stderr.
 set -euo pipefail
@@ -19,18 +21,20 @@ export GOMODCACHE="${GOMODCACHE:-$cache_root/go/mod}"
 export GOCACHE="${GOCACHE:-$cache_root/go/build}"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
 
-key="$(cat "$here"/build.sh "$here"/*/go.mod "$here"/*/go.sum | sha256sum | cut -c1-16)"
+ADDONS=(lws)
+core_inputs() { # this script without its add-on sections, and the other tools' pins
+  local dir mods=() sums=()
+  for dir in "$here"/*/; do
+    dir="${dir%/}"
+    [[ " ${ADDONS[*]} " == *" ${dir##*/} "* || ! -f "$dir/go.mod" ]] && continue
+    mods+=("$dir/go.mod")
+    [[ -f "$dir/go.sum" ]] && sums+=("$dir/go.sum")
+  done
+  sed '/^# >>> add-on /,/^# <<< add-on /d' "$here/build.sh"
+  cat "${mods[@]}" "${sums[@]}"
+}
+key="$(core_inputs | sha256sum | cut -c1-16)"
 bin="$cache_root/bin/$key"
-if [[ -f "$bin/.complete" ]]; then
-  echo "$bin"
-  exit 0
-fi
-
-# A per-process scratch folder: two builds of the same pins (two clones, CI and a developer)
-# must not write into each other's output.
-partial="$bin.partial.$$"
-trap 'rm -rf "$partial"' EXIT
-mkdir -p "$partial"
 log() { printf '[shinsa tools] %s\n' "$*" >&2; }
 started=$SECONDS
 
@@ -55,6 +59,50 @@ build() { # module-dir output-name package [ldflags]
 module_version() { # module-dir module-path: the version tools/<dir>/go.mod pins
   (cd "$here/$1" && go list -m -f '{{.Version}}' "$2")
 }
+
+# >>> add-on lws
+# The LeaderWorkerSet controller, and from its module the CRD and the webhook manifests that
+# shinsa.devcluster.lws installs, into <bin>/lws/. Its key (in lws/.complete) covers this section
+# and tools/lws's pins only.
+build_lws() {
+  local lws_key dest="$bin/lws" lws_version lws_dir lws_pkg="sigs.k8s.io/lws/pkg/version"
+  lws_key="$( { sed -n '/^# >>> add-on lws$/,/^# <<< add-on lws$/p' "$here/build.sh"
+                cat "$here/lws/go.mod" "$here/lws/go.sum"; } | sha256sum | cut -c1-16)"
+  [[ "$(cat "$dest/.complete" 2>/dev/null)" == "$lws_key" ]] && return 0
+  # build() writes into $partial; the EXIT trap removes whatever it names when the script ends.
+  partial="$bin/.lws.partial.$$"
+  trap 'rm -rf "$partial"' EXIT
+  mkdir -p "$partial"
+  # Stamped as its Makefile's LD_FLAGS do; the module zip carries no commit, so none is claimed.
+  lws_version="$(module_version lws sigs.k8s.io/lws)"
+  build lws lws sigs.k8s.io/lws/cmd "-s -w -X $lws_pkg.GitVersion=$lws_version -X $lws_pkg.GitCommit=unknown -X $lws_pkg.BuildDate=1970-01-01T00:00:00Z"
+  lws_dir="$(cd "$here/lws" && go list -m -f '{{.Dir}}' sigs.k8s.io/lws)"
+  mkdir -p "$partial/config"
+  cp -R "$lws_dir/config/crd" "$lws_dir/config/webhook" "$partial/config/"
+  echo "$lws_version" > "$partial/VERSION"
+  chmod -R u+w "$partial"
+  echo "$lws_key" > "$partial/.complete"
+  if [[ "$(cat "$dest/.complete" 2>/dev/null)" == "$lws_key" ]]; then
+    log "another build finished LeaderWorkerSet first; using it"
+    return 0
+  fi
+  rm -rf "$dest"
+  mv -T "$partial" "$dest"
+  log "built LeaderWorkerSet $lws_version into $dest ($(( SECONDS - started ))s elapsed)"
+}
+# <<< add-on lws
+
+if [[ -f "$bin/.complete" ]]; then
+  build_lws
+  echo "$bin"
+  exit 0
+fi
+
+# A per-process scratch folder: two builds of the same pins (two clones, CI and a developer)
+# must not write into each other's output.
+partial="$bin.partial.$$"
+trap 'rm -rf "$partial"' EXIT
+mkdir -p "$partial"
 
 build etcd etcd go.etcd.io/etcd/server/v3
 build kwok kwok sigs.k8s.io/kwok/cmd/kwok
@@ -99,6 +147,7 @@ else
   rm -rf "$bin"
   mv "$partial" "$bin"
 fi
+build_lws
 # Other pins' builds untouched for two weeks are stale (about 0.5 GB each); a warm Go build cache
 # rebuilds one in under a minute should it be needed again.
 find "$cache_root/bin" -mindepth 1 -maxdepth 1 -type d -mtime +14 ! -path "$bin" -exec rm -rf {} + || true

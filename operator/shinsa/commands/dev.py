@@ -65,6 +65,13 @@ def up(
             "wait for ClusterQueue quota)."
         ),
     ] = False,
+    lws: Annotated[
+        bool,
+        typer.Option(
+            help="Also run the LeaderWorkerSet controller (with its CRD): backend leaderworkerset "
+            "ModelDeployments get leader and worker pods."
+        ),
+    ] = False,
     local_runner: Annotated[
         bool,
         typer.Option(
@@ -86,7 +93,7 @@ def up(
         NodePool("cpu-node", cpu_nodes, gpus=0),
     ]
     try:
-        state = cluster.up([p for p in pools if p.count], kueue=kueue, local_runner=local_runner)
+        state = cluster.up([p for p in pools if p.count], kueue=kueue, lws=lws, local_runner=local_runner)
     except (ClusterError, ProcessFailed) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -95,6 +102,8 @@ def up(
     console.print("  kubectl get nodes -L nvidia.com/gpu.product,nvidia.com/gpu.count")
     if kueue:
         console.print("  kueue runs: kubectl get clusterqueues,localqueues,workloads -A")
+    if lws:
+        console.print("  lws runs: kubectl get leaderworkersets,statefulsets,pods -A")
     if local_runner:
         runner_dir = cluster.state_dir / "local-runner"
         console.print(f"  local runner: pods on node local-runner run here, logs in {runner_dir}")

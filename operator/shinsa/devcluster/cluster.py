@@ -43,6 +43,7 @@ STOP_ORDER = [
     "shinsa-operator",
     "local-runner",
     "kueue",
+    "lws",
     "mlflow",
     "kwok",
     "kube-scheduler",
@@ -220,10 +221,12 @@ class LocalCluster:
         timeout_s: float = 180.0,
         *,
         kueue: bool = False,
+        lws: bool = False,
         local_runner: bool = False,
     ) -> ClusterState:
         """Start the control plane (kept if it runs) and the nodes; with `kueue`, the Kueue
         controller too (optional: it adds seconds to start and webhooks to every Job and pod); with
+        `lws`, the LeaderWorkerSet controller and its CRD (shinsa.devcluster.lws); with
         `local_runner`, the node that really runs the pods scheduled to it (`ensure_local_runner`)."""
         for pool in pools:
             if pool.gpus:
@@ -242,6 +245,13 @@ class LocalCluster:
         elif not processes.alive(self.state_dir, kueue_component.PROCESS_NAME):
             # A Kueue that stopped with the cluster left fail-closed webhooks in etcd.
             kueue_component.remove_webhooks(self.api())
+        from shinsa.devcluster import lws as lws_component  # it builds on this module
+
+        if lws:
+            lws_component.start(self, timeout_s)
+        elif not processes.alive(self.state_dir, lws_component.PROCESS_NAME):
+            # Same as Kueue's: fail-closed webhooks of a stopped LWS would refuse every LWS write.
+            lws_component.remove_webhooks(self.api())
         if local_runner:
             self.ensure_local_runner(timeout_s)
         state.pools = [asdict(p) for p in pools]

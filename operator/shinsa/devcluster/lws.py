@@ -1,0 +1,337 @@
+"""The real LeaderWorkerSet controller in the local control plane (optional: `shinsa dev up --lws`).
+
+LWS (sigs.k8s.io/lws at the version tools/lws/go.mod pins, built by tools/build.sh) runs as one
+more plain process against the local API server, as Kueue does (shinsa.devcluster.kueue). What a
+cluster install gets from LWS's kustomize manifests is done here from the same files, which
+tools/build.sh copies out of the pinned module into `<bin>/lws/config/`:
+
+- the CRD of `config/crd/bases` (one served version, so the conversion webhook its kustomize
+  patch adds is never called and is left out: the CRD is the same object the `upstream_crds`
+  test fixture installs from tools/upstream-crds.txt);
+- the Mutating/ValidatingWebhookConfigurations of `config/webhook/manifests.yaml` with the patches
+  its kustomization applies (the pod webhooks limited to pods labelled
+  leaderworkerset.sigs.k8s.io/name), `clientConfig.url` on 127.0.0.1 and the dev cluster's CA as
+  `caBundle`.
+
+The webhooks are not optional: the LeaderWorkerSet defaulting webhook is what fills
+`spec.networkConfig`, which the controller dereferences (it panics on an LWS that skipped it), and
+the pod webhook is what gives the pods their LWS_* environment and group labels.
+
+Checked against v0.8.0's cmd/main.go, api/config/v1alpha1, pkg/webhooks and config/.
+"""
+
+from __future__ import annotations
+
+import base64
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from kubernetes.dynamic import DynamicClient
+
+from shinsa.devcluster import processes
+from shinsa.devcluster.cluster import ClusterError, LocalCluster, free_port
+from shinsa.devcluster.crds import install_crds
+from shinsa.devcluster.pki import ensure_pki, issue_loopback_serving_cert
+from shinsa.devcluster.upstream import for_apply
+
+PROCESS_NAME = "lws"
+FIELD_MANAGER = "shinsa-dev-cluster"
+CRD_NAME = "leaderworkersets.leaderworkerset.x-k8s.io"
+LWS_GROUP, LWS_VERSION, LWS_PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderworkersets"
+NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
+# The names a kustomize install gives them (config/default's namePrefix `lws-`).
+MUTATING_WEBHOOKS = "lws-mutating-webhook-configuration"
+VALIDATING_WEBHOOKS = "lws-validating-webhook-configuration"
+
+
+@dataclass(frozen=True)
+class LwsPaths:
+    """Where an LWS of one dev cluster keeps its configuration and serving certificate."""
+
+    directory: Path
+
+    @property
+    def config(self) -> Path:
+        return self.directory / "config.yaml"
+
+    @property
+    def cert_dir(self) -> Path:
+        return self.directory / "serving-certs"
+
+    @property
+    def cert(self) -> Path:
+        # controller-runtime's webhook server reads tls.crt / tls.key from its CertDir.
+        return self.cert_dir / "tls.crt"
+
+    @property
+    def key(self) -> Path:
+        return self.cert_dir / "tls.key"
+
+
+@dataclass(frozen=True)
+class RunningLws:
+    version: str
+    webhook_url: str
+    health_url: str
+    process: processes.Managed
+
+
+def build_dir(bin_dir: Path) -> Path:
+    path = bin_dir / "lws"
+    if not (path / ".complete").exists():
+        raise ClusterError(f"{path} is missing: the binaries predate LeaderWorkerSet; rerun tools/build.sh")
+    return path
+
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _yaml_documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.load_all(path.read_text(), Loader=_Loader) if isinstance(doc, dict)]
+
+
+def configuration(*, webhook_port: int, cert_dir: Path, health_port: int) -> dict[str, Any]:
+    """LWS's Configuration (config.lws.x-k8s.io/v1alpha1, the only version v0.8.0 reads)."""
+    return {
+        "apiVersion": "config.lws.x-k8s.io/v1alpha1",
+        "kind": "Configuration",
+        "health": {"healthProbeBindAddress": f"127.0.0.1:{health_port}"},
+        # "0" is controller-runtime's "no metrics server"; the default would take :8443 on every
+        # interface, and nothing here scrapes it.
+        "metrics": {"bindAddress": "0"},
+        "webhook": {"host": "127.0.0.1", "port": webhook_port, "certDir": str(cert_dir)},
+        # One replica: no lease to win before it reconciles.
+        "leaderElection": {"leaderElect": False},
+        # The certificate comes from the dev cluster's CA; LWS's own rotation would write it into
+        # a Secret for a Service (lws-webhook-service) that does not exist here.
+        "internalCertManagement": {"enable": False},
+    }
+
+
+def crds(build: Path) -> list[dict[str, Any]]:
+    return [
+        for_apply(doc)
+        for path in sorted((build / "config" / "crd" / "bases").glob("*.yaml"))
+        for doc in _yaml_documents(path)
+        if doc.get("kind") == "CustomResourceDefinition"
+    ]
+
+
+def _patched(doc: dict[str, Any], patches: list[dict[str, Any]]) -> dict[str, Any]:
+    webhooks = list(doc["webhooks"])
+    for op in patches:
+        head, _, index = op["path"].rpartition("/")
+        # The only form v0.8.0's patches take; anything else is a layout to read before trusting.
+        if op.get("op") != "replace" or head != "/webhooks" or not index.isdigit():
+            raise ClusterError(f"unexpected webhook patch {op!r}: check the new LWS version's config/webhook")
+        webhooks[int(index)] = op["value"]
+    return {**doc, "webhooks": webhooks}
+
+
+def webhook_configurations(build: Path, webhook_url: str, ca_bundle: str) -> list[dict[str, Any]]:
+    """LWS's admission webhooks as config/webhook/kustomization.yaml makes them, called on loopback."""
+    base = build / "config" / "webhook"
+    patches: dict[str, list[dict[str, Any]]] = {}
+    for ref in yaml.safe_load((base / "kustomization.yaml").read_text()).get("patches") or []:
+        patches.setdefault(ref["target"]["kind"], []).extend(yaml.safe_load((base / ref["path"]).read_text()))
+    names = {
+        "MutatingWebhookConfiguration": MUTATING_WEBHOOKS,
+        "ValidatingWebhookConfiguration": VALIDATING_WEBHOOKS,
+    }
+    configurations = []
+    for doc in _yaml_documents(base / "manifests.yaml"):
+        patched = _patched(doc, patches.get(doc["kind"], []))
+        webhooks = [
+            {
+                **webhook,
+                "clientConfig": {
+                    "url": webhook_url + webhook["clientConfig"]["service"]["path"],
+                    "caBundle": ca_bundle,
+                },
+            }
+            for webhook in patched["webhooks"]
+        ]
+        configurations.append(
+            {
+                "apiVersion": doc["apiVersion"],
+                "kind": doc["kind"],
+                "metadata": {"name": names[doc["kind"]]},
+                "webhooks": webhooks,
+            }
+        )
+    return configurations
+
+
+def _webhook_paths(configurations: Sequence[dict[str, Any]]) -> list[str]:
+    return [
+        httpx.URL(webhook["clientConfig"]["url"]).path
+        for doc in configurations
+        for webhook in doc["webhooks"]
+    ]
+
+
+def _apply(api: client.ApiClient, objects: Sequence[dict[str, Any]]) -> None:
+    dynamic = DynamicClient(api)
+    for body in objects:
+        resource = dynamic.resources.get(api_version=body["apiVersion"], kind=body["kind"])
+        dynamic.server_side_apply(resource, body=body, field_manager=FIELD_MANAGER, force_conflicts=True)
+
+
+def remove_webhooks(api: client.ApiClient) -> None:
+    """Unregister LWS's webhooks (they fail closed: without LWS no LeaderWorkerSet could be written)."""
+    admission = client.AdmissionregistrationV1Api(api)
+    for delete, name in (
+        (admission.delete_mutating_webhook_configuration, MUTATING_WEBHOOKS),
+        (admission.delete_validating_webhook_configuration, VALIDATING_WEBHOOKS),
+    ):
+        try:
+            delete(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def _crd_served(api: client.ApiClient) -> bool:
+    try:
+        client.ApiextensionsV1Api(api).read_custom_resource_definition(CRD_NAME)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def _wait_handlers(
+    webhook_url: str, paths: Sequence[str], ca: Path, proc: processes.Managed, deadline: float
+) -> None:
+    # LWS registers its webhook handlers in a goroutine after the manager starts, and its readyz
+    # is a plain ping: until each path answers something other than 404, an admission call the
+    # API server makes there would fail (and fail closed).
+    context = ssl.create_default_context(cafile=str(ca))
+    pending, last = list(paths), ""
+    with httpx.Client(verify=context, timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            processes.check_alive(proc)
+            try:
+                pending = [p for p in pending if http.post(webhook_url + p, content=b"{}").status_code == 404]
+                if not pending:
+                    return
+                last = f"{pending[0]} answers 404"
+            except (OSError, httpx.HTTPError) as exc:
+                last = str(exc)
+            time.sleep(0.3)
+    raise ClusterError(
+        f"LWS's webhook server did not serve {pending} at {webhook_url} ({last}); see {proc.log}"
+    )
+
+
+def _wait_ready(url: str, proc: processes.Managed, deadline: float) -> None:
+    last = ""
+    while time.monotonic() < deadline:
+        processes.check_alive(proc)
+        try:
+            response = httpx.get(url, timeout=2.0)
+            if response.status_code == 200:
+                return
+            last = f"HTTP {response.status_code}: {response.text[:300]}"
+        except httpx.HTTPError as exc:
+            last = str(exc)
+        time.sleep(0.3)
+    raise ClusterError(f"lws did not become ready at {url} ({last}); see {proc.log}")
+
+
+def probe_lws() -> dict[str, Any]:
+    """The smallest LeaderWorkerSet: one group of one pod, no networkConfig for the webhook to fill."""
+    pod = {"spec": {"containers": [{"name": "c", "image": "probe"}]}}
+    return {
+        "apiVersion": f"{LWS_GROUP}/{LWS_VERSION}",
+        "kind": "LeaderWorkerSet",
+        "metadata": {"generateName": "lws-webhook-probe-"},
+        "spec": {"replicas": 1, "leaderWorkerTemplate": {"size": 1, "workerTemplate": pod}},
+    }
+
+
+def _wait_defaulting(api: client.ApiClient, proc: processes.Managed, deadline: float) -> None:
+    # The API server picks up new webhook configurations asynchronously: an LWS written before it
+    # calls the defaulting webhook would reach the controller without networkConfig.
+    custom = client.CustomObjectsApi(api)
+    last = ""
+    while time.monotonic() < deadline:
+        processes.check_alive(proc)
+        try:
+            made = custom.create_namespaced_custom_object(
+                LWS_GROUP, LWS_VERSION, "default", LWS_PLURAL, probe_lws(), dry_run="All"
+            )
+            if (made["spec"].get("networkConfig") or {}).get("subdomainPolicy"):
+                return
+            last = "a LeaderWorkerSet came back without spec.networkConfig"
+        except ApiException as exc:
+            last = f"HTTP {exc.status}: {exc.reason}"
+        time.sleep(0.2)
+    raise ClusterError(f"LWS's defaulting webhook did not take effect ({last}); see {proc.log}")
+
+
+def start(cluster: LocalCluster, timeout_s: float = 120.0, *, install_crd: bool = True) -> RunningLws:
+    """Start LWS against the running `cluster` (a no-op but for the result when it runs).
+
+    `install_crd=False` for a caller that installed the same CRD under its own field manager (the
+    test session's `upstream_crds`); the CRD must be served either way before LWS starts, since
+    its informers need the kind."""
+    state = cluster.state()
+    if state is None or not cluster.is_running():
+        raise ClusterError("the local control plane is not running; start it first")
+    deadline = time.monotonic() + timeout_s
+    build = build_dir(Path(state.bin_dir))
+    version = (build / "VERSION").read_text().strip()
+    paths = LwsPaths(cluster.state_dir / "lws")
+    pki = ensure_pki(cluster.state_dir / "pki")
+    if not paths.cert.exists():
+        issue_loopback_serving_cert(pki, paths.cert, paths.key, "lws-webhook")
+    api = cluster.api()
+
+    if running := next((p for p in processes.running(cluster.state_dir) if p.name == PROCESS_NAME), None):
+        current = yaml.safe_load(paths.config.read_text())
+        port, health = current["webhook"]["port"], current["health"]["healthProbeBindAddress"]
+        return RunningLws(version, f"https://127.0.0.1:{port}", f"http://{health}", running)
+
+    if install_crd:
+        install_crds(api, crds(build), FIELD_MANAGER, timeout_s=max(1.0, deadline - time.monotonic()))
+    elif not _crd_served(api):
+        raise ClusterError(f"{CRD_NAME} is not installed; install it or start LWS with install_crd=True")
+
+    webhook_port, health_port = free_port(), free_port()
+    webhook_url = f"https://127.0.0.1:{webhook_port}"
+    ca_bundle = base64.b64encode(pki.ca_cert.read_bytes()).decode()
+    cluster.progress(f"starting lws {version}")
+    paths.config.write_text(
+        yaml.safe_dump(
+            configuration(webhook_port=webhook_port, cert_dir=paths.cert_dir, health_port=health_port)
+        )
+    )
+    proc = processes.start(
+        PROCESS_NAME,
+        [str(build / "lws"), f"--config={paths.config}", f"--kubeconfig={cluster.kubeconfig}"],
+        cluster.state_dir,
+    )
+    health_url = f"http://127.0.0.1:{health_port}"
+    _wait_ready(f"{health_url}/readyz", proc, deadline)
+    configurations = webhook_configurations(build, webhook_url, ca_bundle)
+    _wait_handlers(webhook_url, _webhook_paths(configurations), pki.ca_cert, proc, deadline)
+    _apply(api, configurations)
+    _wait_defaulting(api, proc, deadline)
+    return RunningLws(version, webhook_url, health_url, proc)
+
+
+def stop(cluster: LocalCluster) -> bool:
+    """Unregister the webhooks, then stop the process. True if LWS was running."""
+    if cluster.is_running():
+        remove_webhooks(cluster.api())
+    return processes.stop(cluster.state_dir, PROCESS_NAME)
