@@ -167,14 +167,8 @@ def test_a_multi_node_moe_deployment_becomes_a_leaderworkerset_the_real_crd_keep
     # The leader binds on its pod IP (ZMQ cannot bind a DNS name); the API server kept the downward
     # API reference that gives it.
     assert leader_args[leader_args.index("--data-parallel-address") + 1] == "$(SHINSA_POD_IP)"
-    pod_ip = {
-        "name": "SHINSA_POD_IP",
-        "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}},
-    }
-    assert (
-        pod_ip in leader["env"]
-        or {**pod_ip, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in leader["env"]
-    )
+    (pod_ip,) = [e for e in leader["env"] if e["name"] == "SHINSA_POD_IP"]
+    assert pod_ip["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     assert leader_args[leader_args.index("--data-parallel-size") + 1] == "16"
     assert leader_args[leader_args.index("--data-parallel-size-local") + 1] == "8"
     assert "--enable-expert-parallel" in leader_args and "--headless" not in leader_args
