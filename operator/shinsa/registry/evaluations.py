@@ -201,7 +201,8 @@ def mlflow_errors(
 
 def fetch_mlflow_results(run_id: str, *, tracking_uri: str) -> RunResults:
     """The results of the evaluation logged as MLflow run `run_id` (its scores.json artifact), with
-    `mlflow_run_id` set to it (the engine logs scores.json before it knows its run's id)."""
+    `mlflow_run_id` and `mlflow_experiment_id` set to its (the engine logs scores.json before it
+    knows its run's id)."""
     what = f"MLflow run {run_id}"
     client = mlflow_client(tracking_uri)
     with mlflow_errors(what, tracking_uri):
@@ -226,7 +227,9 @@ def fetch_mlflow_results(run_id: str, *, tracking_uri: str) -> RunResults:
             results = RunResults.from_json(path.read_text(encoding="utf-8"), source=source)
         except (ResultsError, UnicodeDecodeError) as exc:
             raise ResultsUnreadable(str(exc), source=what) from None
-    return results.model_copy(update={"mlflow_run_id": run_id})
+    return results.model_copy(
+        update={"mlflow_run_id": run_id, "mlflow_experiment_id": str(run.info.experiment_id)}
+    )
 
 
 def _listed(client: MlflowClient, run_id: str, what: str, tracking_uri: str) -> list[Any]:
