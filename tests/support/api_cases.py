@@ -131,6 +131,10 @@ BAD_MODEL_DEPLOYMENTS: list[tuple[str, Any, str]] = [
     ("spec.serving.engine", "tgi", "engine"),
     ("spec.serving.dtype", "int4", "dtype"),
     ("spec.serving.gpuMemoryUtilization", 1.2, "gpuMemoryUtilization"),
+    # Integers against fractional bounds: the API server compares them as integers (0 >= int(0.1)).
+    ("spec.serving.gpuMemoryUtilization", 0, "gpuMemoryUtilization"),
+    ("spec.serving.gpuMemoryUtilization", -1, "gpuMemoryUtilization"),
+    ("spec.serving.gpuMemoryUtilization", 1, "gpuMemoryUtilization"),
     ("spec.serving.maxModelLen", 0, "maxModelLen"),
     ("spec.serving.ropeScaling", {"type": "yarn", "factor": 1}, "factor"),
     ("spec.serving.ropeScaling", {"type": "dynamic", "factor": 4}, "type"),
@@ -151,6 +155,9 @@ BAD_MODEL_DEPLOYMENTS: list[tuple[str, Any, str]] = [
     ("spec.backend", "statefulset", "backend"),
     ("spec.scheduling.tolerations", [{"operator": "Maybe"}], "operator"),
     ("metadata.name", "m" * 64, "metadata.name"),
+    # Valid names of custom objects (DNS-1123 subdomains) that cannot name the Service.
+    ("metadata.name", "1edge-digit", "metadata.name"),
+    ("metadata.name", "edge.dot", "metadata.name"),
 ]  # fmt: skip
 
 # (dotted path, value): variants of EVAL that must be accepted.
@@ -234,6 +241,8 @@ BAD_EVAL_RUNS: list[tuple[str, Any, str]] = [
     ("spec.gates.rules", [{"type": "regression", "benchmark": "mt-bench-ja"}], "type"),
     ("spec.gates.rules", [], "rules"),
     ("spec.gates.confidence", 1.0, "confidence"),
+    ("spec.gates.confidence", 0, "confidence"),
+    ("spec.gates.confidence", 1, "confidence"),
     ("spec.gates.minPairs", 0, "minPairs"),
     ("spec.promote.alias", "not an alias", "alias"),
 ]  # fmt: skip

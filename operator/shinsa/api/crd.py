@@ -125,6 +125,8 @@ def _to_openapi_v3(node: dict[str, Any], path: str) -> dict[str, Any]:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             node[plain] = value
             node[bound] = True
+    if fractional := _fractional_bound_rules(node):
+        node["x-kubernetes-validations"] = [*node.get("x-kubernetes-validations", []), *fractional]
     if isinstance(node.get("description"), str):
         # Docstrings are wrapped at the source's line length; `kubectl explain` rewraps text itself.
         node["description"] = " ".join(node["description"].split())
@@ -145,6 +147,33 @@ def _to_openapi_v3(node: dict[str, Any], path: str) -> dict[str, Any]:
     if "type" not in node and not node.get("x-kubernetes-preserve-unknown-fields"):
         raise SchemaError(f"{path}: every node of a structural schema needs a type")
     return _ordered(node)
+
+
+def _is_fractional(value: Any) -> bool:
+    return isinstance(value, float) and not value.is_integer()
+
+
+def _fractional_bound_rules(node: dict[str, Any]) -> list[dict[str, str]]:
+    """CEL rules restating a `number` field's fractional bounds. The API server checks an integer
+    value against `minimum`/`maximum` truncated to an integer, so `gpuMemoryUtilization: 0` passed
+    `minimum: 0.1` (0.05 did not); CEL compares the value as the number it is."""
+    if node.get("type") != "number":
+        return []
+    rules = []
+    for bound, exclusive, strict, inclusive, words in (
+        ("minimum", "exclusiveMinimum", ">", ">=", "greater than"),
+        ("maximum", "exclusiveMaximum", "<", "<=", "less than"),
+    ):
+        value = node.get(bound)
+        if not _is_fractional(value):
+            continue
+        if node.get(exclusive) is True:
+            rules.append({"rule": f"self {strict} {value!r}", "message": f"must be {words} {value!r}"})
+        else:
+            rules.append(
+                {"rule": f"self {inclusive} {value!r}", "message": f"must be {words} or equal to {value!r}"}
+            )
+    return rules
 
 
 def openapi_schema(model: type[Any]) -> dict[str, Any]:

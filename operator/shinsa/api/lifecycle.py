@@ -106,7 +106,7 @@ class ModelDeploymentReason(enum.StrEnum):
     PENDING = "Pending"
     """Scheduled=Unknown or Ready=False: pods are still being created or placed."""
     SCALED_TO_ZERO = "ScaledToZero"
-    """Scheduled=True and Ready=False: `spec.replicas` is 0."""
+    """Scheduled=True and Ready=False (phase ScaledToZero): `spec.replicas` is 0."""
     LOADING = "Loading"
     """Ready=False: the pods are placed and vLLM is loading the weights."""
     READY = "Ready"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
@@ -24,6 +25,16 @@ COMMIT_SHA_PATTERN = r"^[0-9a-f]{40}$"
 _LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 _ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 _PARSER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+# What a Service may be named (a DNS-1035 label), and so a ModelDeployment.
+DNS_1035_PATTERN = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
+NAME_MAX = 63
+KSERVE_NAME_MAX = NAME_MAX - len("-predictor")
+
+
+def _is_dns_1035(name: str) -> bool:
+    return len(name) <= NAME_MAX and re.fullmatch(DNS_1035_PATTERN[1:-1], name) is not None
 
 
 def _is_commit(value: str | None) -> bool:
@@ -331,6 +342,8 @@ class ModelDeploymentPhase(enum.StrEnum):
     READY = "Ready"
     DEGRADED = "Degraded"
     FAILED = "Failed"
+    SCALED_TO_ZERO = "ScaledToZero"
+    """Planned, with `spec.replicas: 0`: nothing is meant to run, so nothing is pending."""
 
 
 class RegisteredVersion(K8sModel):
@@ -354,7 +367,7 @@ class ModelDeploymentStatus(K8sStatusModel):
     observed_generation: int | None = Field(default=None, ge=0)
     """The `metadata.generation` this status describes."""
     phase: ModelDeploymentPhase | None = None
-    """Pending, Planning, Scheduling, Loading, Ready, Degraded or Failed."""
+    """Pending, Planning, Scheduling, Loading, Ready, Degraded, Failed or ScaledToZero."""
     conditions: list[Condition] = Field(
         default_factory=list,
         max_length=32,
@@ -387,10 +400,36 @@ class ModelDeployment(K8sResource):
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
-            # The name becomes the Service's name, a DNS label; a longer one would fail only later.
-            rule="self.metadata.name.size() <= 63",
-            message="metadata.name of a ModelDeployment must be at most 63 characters (it names the Service)",
-            holds=lambda m: m.metadata.name is None or len(m.metadata.name) <= 63,
+            # The name is the Service's, a DNS-1035 label, stricter than the DNS-1123 subdomain the
+            # API server checks for custom objects: a name it lets through would be refused only at
+            # the Service, after other children were applied. The LeaderWorkerSet's name is cut to
+            # LWS_NAME_MAX (40) with a hash, so its pod hostnames (<lws>-<group>-<worker>) stay
+            # within 63 characters for any name this rule accepts.
+            rule=(
+                f"self.metadata.name.size() <= {NAME_MAX} && self.metadata.name.matches('{DNS_1035_PATTERN}')"
+            ),
+            message=(
+                f"metadata.name of a ModelDeployment must be a DNS-1035 label (a-z, 0-9 and '-', a letter "
+                f"first, at most {NAME_MAX}): it names the Service; LeaderWorkerSet pods get it cut to 40 "
+                "with a hash"
+            ),
+            holds=lambda m: m.metadata.name is None or _is_dns_1035(m.metadata.name),
+        ),
+        CelRule(
+            # KServe names the predictor's Deployment and Service `<name>-predictor`.
+            rule=(
+                "!has(self.spec.backend) || self.spec.backend != 'kserve' || "
+                f"self.metadata.name.size() <= {KSERVE_NAME_MAX}"
+            ),
+            message=(
+                f"metadata.name of a ModelDeployment with spec.backend: kserve must be at most "
+                f"{KSERVE_NAME_MAX} characters: KServe names its predictor Service <name>-predictor"
+            ),
+            holds=lambda m: (
+                m.metadata.name is None
+                or m.spec.backend != Backend.KSERVE
+                or len(m.metadata.name) <= KSERVE_NAME_MAX
+            ),
         ),
     )
     plural: ClassVar[str] = "modeldeployments"

@@ -20,8 +20,12 @@ def run(
     liveness_port: Annotated[
         int, typer.Option(help="Serve /healthz for liveness probes; 0 disables.")
     ] = 8081,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each handler run (INFO).")] = False,
-    debug: Annotated[bool, typer.Option(help="Log API requests and watch events (DEBUG).")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log each handler run (INFO, also the default).")
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option(help="Log API requests, watch events and response bodies (DEBUG).")
+    ] = False,
     peering: Annotated[
         bool, typer.Option(help="Coordinate with other replicas through kopf peering (needs its CRDs).")
     ] = False,
@@ -34,7 +38,12 @@ def run(
     from prometheus_client import start_http_server
 
     import shinsa.controllers.handlers  # noqa: F401  (registers the handlers)
-    from shinsa.controllers.settings import OperatorSettings, SettingsError, operator_memo
+    from shinsa.controllers.settings import (
+        OperatorSettings,
+        SettingsError,
+        configure_logging,
+        operator_memo,
+    )
 
     # Read once, before anything starts: a bad variable stops the operator with its name.
     try:
@@ -44,7 +53,7 @@ def run(
         raise typer.Exit(2) from None
 
     # kopf logs nothing until told how; a pod without logs is hard to operate.
-    kopf.configure(verbose=verbose, debug=debug)
+    configure_logging(verbose=verbose, debug=debug)
     if metrics_port:
         start_http_server(metrics_port)
     kopf.run(

@@ -134,4 +134,11 @@ def desired_state(md: ModelDeployment, arch: Architecture, gpus_per_node: int, m
         children = render_model_deployment(md, chosen, model_path=model_uri)
     except RenderError as exc:
         raise SpecProblem(Reason.RENDER_FAILED, str(exc)) from None
-    return Desired(plan=chosen, children=children)
+    return Desired(plan=chosen, children=apply_order(children))
+
+
+def apply_order(children: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Services before the workload: children are applied one by one, and a refusal stops the rest.
+    A refused Service then leaves no GPU pods behind, and a refused workload leaves only a Service,
+    which holds nothing."""
+    return sorted(children, key=lambda child: child["kind"] != "Service")

@@ -8,15 +8,14 @@ import functools
 import json
 import logging
 import os
-import tempfile
 import threading
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.discovery import LazyDiscoverer
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
 FIELD_MANAGER = "shinsa"
@@ -45,26 +44,47 @@ def api_client() -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+class _InMemoryDiscoverer(LazyDiscoverer):  # type: ignore[misc]  # the client is untyped
+    """Discovery cached in this process only. The client's default cache is one file per API
+    server URL shared by every process on the machine (stale from another cluster on the same
+    port); a file per process was never read by another and outlived every one of them."""
+
+    def _write_cache(self) -> None:
+        pass
+
+
+# The discoverer reads its cache from this path when it exists; it never can (a file's child).
+_NO_CACHE_FILE = os.path.join(os.devnull, "shinsa-discovery.json")
+
+
 @functools.cache
 def _dynamic() -> DynamicClient:
-    # The client's default discovery cache is one file per API server URL shared by every process
-    # on the machine; a per-process file cannot be stale from another cluster on the same port.
-    cache = Path(tempfile.gettempdir()) / f"shinsa-discovery-{os.getpid()}.json"
-    return DynamicClient(api_client(), cache_file=str(cache))
+    return DynamicClient(api_client(), cache_file=_NO_CACHE_FILE, discoverer=_InMemoryDiscoverer)
 
 
 class Rejected(Exception):
     """The API server refused a child (schema, admission); the message is the server's."""
 
 
+def _resource(obj: dict[str, Any]) -> Any:
+    with _lock:  # discovery's cache is not thread-safe
+        try:
+            return _dynamic().resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        except ResourceNotFoundError:
+            raise MissingAPI(f"{obj['kind']} ({obj['apiVersion']}) is not served by this cluster") from None
+
+
+def require_served(objs: list[dict[str, Any]]) -> None:
+    """MissingAPI for the first of `objs` whose kind this cluster does not serve, before any is
+    applied: a workload whose CRDs are missing must not leave its Service alone behind."""
+    for obj in objs:
+        _resource(obj)
+
+
 def apply(obj: dict[str, Any]) -> dict[str, Any]:
     """Server-side apply `obj` as field manager `shinsa`, taking ownership of conflicting fields
     (the operator is the source of truth for what it renders)."""
-    with _lock:  # discovery's cache is not thread-safe
-        try:
-            resource = _dynamic().resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
-        except ResourceNotFoundError:
-            raise MissingAPI(f"{obj['kind']} ({obj['apiVersion']}) is not served by this cluster") from None
+    resource = _resource(obj)
     try:
         applied = _dynamic().server_side_apply(
             resource,

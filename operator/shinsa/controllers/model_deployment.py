@@ -118,12 +118,20 @@ def reconcile_sync(
             "endpoint": endpoint_url(md),
         }
     )
+    applied = 0
     try:
+        kube.require_served(desired.children)
         for child in desired.children:
             kube.apply(child)
+            applied += 1
     except (kube.MissingAPI, kube.Rejected) as exc:
         reason = Reason.BACKEND_UNAVAILABLE if isinstance(exc, kube.MissingAPI) else Reason.REJECTED
-        not_planned(reason, f"spec.backend={md.spec.backend.value}: {exc}")
+        message = f"spec.backend={md.spec.backend.value}: {exc}"
+        if isinstance(exc, kube.Rejected):
+            if pods is None:
+                pods = kube.list_pods(md.metadata.namespace or "", pod_selector(md))
+            message += _left_behind(desired.children, applied, pods)
+        not_planned(reason, message)
         raise kopf.TemporaryError(str(exc), delay=APPLY_RETRY_S) from None
 
     summary = f"{plan.layout} on {plan.gpus_per_replica} GPU(s) per replica"
@@ -136,6 +144,24 @@ def reconcile_sync(
         pods = kube.list_pods(md.metadata.namespace or "", pod_selector(md))
     seen = observe(conditions, generation, md.spec.replicas, plan.nodes_per_replica, pods)
     _write(body, md, _with_observed(status, seen))
+
+
+def _describe(children: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{c['kind']} {c['metadata']['name']}" for c in children) or "none"
+
+
+def _left_behind(children: list[dict[str, Any]], applied: int, pods: list[dict[str, Any]]) -> str:
+    """What a refusal leaves in the cluster, for the Planned message: children are applied in
+    order (Services first) and left as they are, so what exists is what was applied before the
+    refusal plus what earlier reconciles made of the rest."""
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    running = (
+        f"{len(live)} serving pod(s) of an earlier apply left running" if live else "no serving pods exist"
+    )
+    return (
+        f"; applied and left in place: {_describe(children[:applied])}; "
+        f"not applied: {_describe(children[applied:])}; {running}"
+    )
 
 
 def _with_observed(status: ModelDeploymentStatus, seen: Observed) -> ModelDeploymentStatus:

@@ -148,8 +148,9 @@ def observe(
         put(Cond.DEGRADED, False, Reason.HEALTHY if live else Reason.NO_PODS, "")
 
     if desired_replicas == 0:
+        # Not Pending: nothing is on its way, and nothing will come without a spec change.
         put(Cond.READY, False, Reason.SCALED_TO_ZERO, "spec.replicas is 0")
-        phase = ModelDeploymentPhase.PENDING
+        phase = ModelDeploymentPhase.SCALED_TO_ZERO
     elif ready_replicas >= desired_replicas:
         put(
             Cond.READY,

@@ -149,6 +149,23 @@ class OperatorSettings(BaseModel):
         }
 
 
+# Loggers that write whole requests and responses at DEBUG: the kubernetes client's REST layer
+# ("response body: ..."; 6.6 MB in 5 minutes of a busy operator) and urllib3 under it.
+BODY_LOGGERS = ("kubernetes", "urllib3")
+
+
+def configure_logging(*, verbose: bool = False, debug: bool = False) -> None:
+    """The operator's log levels. By default and with `verbose`: INFO (each handler run, every
+    warning and error). With `debug`: DEBUG, with kopf's API requests and watch events and the
+    kubernetes client's bodies. kopf's own `verbose` means DEBUG, so it is never passed on."""
+    del verbose  # INFO either way: the documented level of --verbose is also the default
+    kopf.configure(debug=debug, verbose=False, quiet=False)
+    for name in BODY_LOGGERS:
+        # Pinned rather than inherited: bodies stay out of the log even where something else
+        # lowers the root level.
+        logging.getLogger(name).setLevel(logging.NOTSET if debug else logging.WARNING)
+
+
 def from_memo(memo: Mapping[str, Any]) -> OperatorSettings:
     """The settings `shinsa operator run` (or a test) put into kopf's memo."""
     found = memo.get(_MEMO_KEY)
