@@ -224,6 +224,19 @@ def test_extra_args_that_collide_with_planned_flags_become_a_condition_not_a_cra
     assert md["status"]["phase"] == "Failed"
     assert not client.AppsV1Api(kube).list_namespaced_deployment(namespace).items
 
+    # Spellings vLLM's parser reads as owned or unplanned options, and a variable that sets the
+    # data-parallel layout, are refused alike (checked against the pinned vLLM's own options).
+    sneaky = {
+        "extraArgs": ["--max-model=4096", "--kv-cache-memory-bytes=8g", "--no-such-option"],
+        "env": [{"name": "VLLM_DP_SIZE", "value": "4"}],
+    }
+    create(kube, namespace, small("sneaky", serving=sneaky))
+    message = condition(wait_condition(kube, namespace, "sneaky", "Planned", "False"), "Planned")["message"]
+    for says in ("--max-model=4096, which Shinsa sets", "--kv-cache-memory-bytes=8g, which is not planned",
+                 "--no-such-option, which this vLLM release does not accept", "VLLM_DP_SIZE"):  # fmt: skip
+        assert says in message, message
+    assert not client.AppsV1Api(kube).list_namespaced_deployment(namespace).items
+
 
 def test_a_model_too_large_for_the_gpus_asked_for_is_refused_with_what_would_fit(
     kube: client.ApiClient, namespace: str, operator: InProcessOperator

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shinsa.api import ModelDeployment
+from shinsa.api import DEFAULT_VLLM_IMAGE, ModelDeployment
 from shinsa.api.lifecycle import ModelDeploymentReason as Reason
 from shinsa.planner import (
     Architecture,
@@ -18,7 +18,8 @@ from shinsa.planner import (
     PlannerError,
     PlanRequest,
     RopeScaling,
-    owned_flags_in,
+    extra_args_problem,
+    pinned_release,
     plan,
     resolve_gpu,
 )
@@ -120,12 +121,11 @@ def _fields_at_fault(exc: PlannerError) -> str:
 
 def desired_state(md: ModelDeployment, arch: Architecture, gpus_per_node: int, model_uri: str) -> Desired:
     """The plan and the children to apply, or SpecProblem saying which field stands in the way."""
-    if collisions := owned_flags_in(md.spec.serving.extra_args):
-        raise SpecProblem(
-            Reason.INVALID_EXTRA_ARGS,
-            f"spec.serving.extraArgs sets {', '.join(sorted(collisions))}, which Shinsa sets from the plan; "
-            "use the corresponding spec field instead",
-        )
+    serving = md.spec.serving
+    # An image other than the pinned one may have other options: only what Shinsa owns is checked.
+    known = pinned_release().flags if serving.image == DEFAULT_VLLM_IMAGE else frozenset()
+    if problem := extra_args_problem(serving.extra_args, [var.name for var in serving.env], known):
+        raise SpecProblem(Reason.INVALID_EXTRA_ARGS, problem)
     try:
         chosen = plan(plan_request(md, arch, gpus_per_node, model_uri))
     except PlannerError as exc:
