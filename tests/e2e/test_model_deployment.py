@@ -328,7 +328,10 @@ def test_a_registered_model_alias_resolves_to_its_s3_source_and_plans_from_its_c
     registry.set_registered_model_alias("support-chat", "champion", version.version)
     # The session operator's settings name this server (tests/conftest.py).
 
-    create(kube, namespace, small("champion", model={"uri": "models:/support-chat@champion"}))
+    # The pods read the weights themselves: credentials from a Secret, path-style addressing, and
+    # (unset here) the endpoint the operator read the config from.
+    access = {"credentialsSecretRef": "model-bucket", "virtualAddressing": False, "region": "us-east-1"}
+    create(kube, namespace, small("champion", model={"uri": "models:/support-chat@champion", "s3": access}))
 
     md = wait_condition(kube, namespace, "champion", "Ready", "True")
     assert md["status"]["model"] == "s3://models/chat/mistral-7b (registered model support-chat version 1)"
@@ -340,6 +343,15 @@ def test_a_registered_model_alias_resolves_to_its_s3_source_and_plans_from_its_c
     args = vllm_args(pod)
     assert served_model(args) == "s3://models/chat/mistral-7b"
     assert args[args.index("--load-format") + 1] == "runai_streamer"
+    vllm = next(c for c in pod.spec.containers if c.name == "vllm")
+    env = {e.name: e for e in vllm.env}
+    assert env["AWS_ENDPOINT_URL"].value == s3_server
+    assert env["AWS_DEFAULT_REGION"].value == "us-east-1"
+    assert env["RUNAI_STREAMER_S3_USE_VIRTUAL_ADDRESSING"].value == "0"
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        ref = env[key].value_from.secret_key_ref
+        assert (ref.name, ref.key, env[key].value) == ("model-bucket", key, None)
+    assert pod.spec.security_context.fs_group == pod.spec.security_context.run_as_user
 
     # Promotion moves the alias: the served model follows without a spec change.
     s3.put_object(Bucket="models", Key="chat/mistral-7b-v2/config.json", Body=config_json.read_bytes())

@@ -129,7 +129,7 @@ def test_cel_rules_reference_fields_that_exist(resource: type[K8sResource]) -> N
             assert rule["message"] and len(rule["message"]) < 200
             assert rule["rule"].count("(") == rule["rule"].count(")"), rule["rule"]
             # Field references, not method calls such as `self.matches(...)`.
-            for ref in re.findall(r"self((?:\.[A-Za-z]+)+)(?![A-Za-z(])", rule["rule"]):
+            for ref in re.findall(r"self((?:\.[A-Za-z][A-Za-z0-9]*)+)(?![A-Za-z0-9(])", rule["rule"]):
                 assert _resolve_path(node, ref) is not None or _resolve_path(node, ref.rsplit(".", 1)[0]), (
                     f"{path}: rule {rule['rule']!r} names {ref}, which the schema lacks"
                 )

@@ -322,6 +322,9 @@ def test_a_dense_single_gpu_replica_runs_non_root_with_no_capabilities() -> None
     assert pod["spec"]["securityContext"] == {
         "runAsNonRoot": True,
         "runAsUser": 1000,
+        # Group-readable weights owned by root stay readable, without a chown walk on every start.
+        "fsGroup": 1000,
+        "fsGroupChangePolicy": "OnRootMismatch",
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     assert container(pod)["securityContext"] == {
@@ -451,6 +454,31 @@ def test_an_s3_model_streams_from_the_bucket_with_the_users_credentials() -> Non
     names = [var["name"] for var in vllm["env"]]
     assert names[-3:] == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"]
     assert vllm["env"][-3]["valueFrom"] == {"secretKeyRef": {"name": "s3", "key": "id"}}
+
+
+def test_spec_model_s3_gives_the_streamer_its_endpoint_addressing_and_secret_references() -> None:
+    access = {
+        "endpoint": "http://minio.storage:9000",
+        "virtualAddressing": True,
+        "credentialsSecretRef": "s3",
+    }
+    md = model_deployment(
+        model={"uri": "s3://models-bucket/llm-jp-4-8b/v1", "s3": access},
+        scheduling={"serviceAccountName": "model-reader"},
+    )
+    pod = deployment_pod(md)
+    env = container(pod)["env"]
+    assert {"name": "AWS_ENDPOINT_URL", "value": "http://minio.storage:9000"} in env
+    assert {"name": "RUNAI_STREAMER_S3_USE_VIRTUAL_ADDRESSING", "value": "1"} in env
+    secrets = [var for var in env if "valueFrom" in var]
+    assert [(v["name"], v["valueFrom"]["secretKeyRef"]) for v in secrets] == [
+        ("AWS_ACCESS_KEY_ID", {"name": "s3", "key": "AWS_ACCESS_KEY_ID"}),
+        ("AWS_SECRET_ACCESS_KEY", {"name": "s3", "key": "AWS_SECRET_ACCESS_KEY"}),
+        ("AWS_SESSION_TOKEN", {"name": "s3", "key": "AWS_SESSION_TOKEN", "optional": True}),
+    ]
+    assert all("value" not in var for var in secrets)
+    # Workload identity (IRSA and the like) comes with the pods' ServiceAccount.
+    assert pod["spec"]["serviceAccountName"] == "model-reader"
 
 
 def test_an_s3_model_keeps_a_load_format_the_user_chose() -> None:

@@ -33,6 +33,9 @@ NAME_MAX = 63
 KSERVE_NAME_MAX = NAME_MAX - len("-predictor")
 
 
+_OBJECT_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+
+
 def _is_dns_1035(name: str) -> bool:
     return len(name) <= NAME_MAX and re.fullmatch(DNS_1035_PATTERN[1:-1], name) is not None
 
@@ -41,10 +44,39 @@ def _is_commit(value: str | None) -> bool:
     return value is not None and len(value) == 40 and all(c in "0123456789abcdef" for c in value)
 
 
+class S3Access(K8sModel):
+    """How the serving pods reach an `s3://` model: vLLM streams the weights with the Run:ai model
+    streamer, which reads the AWS SDK's variables (runai-model-streamer 0.17's s3 backend:
+    AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+    AWS_DEFAULT_REGION, AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN, and
+    RUNAI_STREAMER_S3_USE_VIRTUAL_ADDRESSING)."""
+
+    endpoint: str | None = Field(default=None, pattern=r"^https?://\S+$", max_length=2048)
+    """The S3-compatible endpoint; default: the operator's own (`AWS_ENDPOINT_URL`), the one it read
+    the model's config.json from. Unset on both: AWS S3."""
+    region: str | None = Field(default=None, pattern=r"^[a-z0-9-]+$", max_length=64)
+    """The bucket's region (`AWS_DEFAULT_REGION`)."""
+    virtual_addressing: bool | None = None
+    """Virtual-hosted-style bucket addressing (`bucket.endpoint`); false for path style, which most
+    S3-compatible servers need. Unset: the streamer's default."""
+    credentials_secret_ref: str | None = Field(default=None, pattern=_OBJECT_NAME, max_length=253)
+    """A Secret in this namespace with the keys `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (and
+    optionally `AWS_SESSION_TOKEN`), given to the pods as variables from the Secret: the values never
+    appear in the pod spec. Unset: workload identity (`spec.scheduling.serviceAccountName` with an
+    IRSA or similar annotation) or the node's role."""
+
+
 class ModelSource(K8sModel):
     """Which weights to serve, and how far to trust the code that ships with them."""
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="!has(self.s3) || self.uri.startsWith('s3://') || self.uri.startsWith('models:/')",
+            message="spec.model.s3 applies only to an s3:// (or models:/) spec.model.uri",
+            holds=lambda m: m.s3 is None or m.uri.startswith(("s3://", "models:/")),
+            field_path=".s3",
+            reason="FieldValueForbidden",
+        ),
         CelRule(
             rule=(
                 "!has(self.trustRemoteCode) || !self.trustRemoteCode || "
@@ -76,6 +108,8 @@ class ModelSource(K8sModel):
     architecture: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=128)
     """Override the architecture read from the model's config.json (for example `Qwen3MoeForCausalLM`);
     only needed when the planner cannot read the config."""
+    s3: S3Access | None = None
+    """For `s3://` weights: the endpoint, addressing and credentials the serving pods use."""
 
 
 class RopeScaling(K8sModel):
@@ -265,6 +299,9 @@ class Scheduling(K8sModel):
     """The pods' PriorityClass."""
     queue_name: str | None = Field(default=None, max_length=253)
     """A Kueue LocalQueue to admit the workload through (sets `kueue.x-k8s.io/queue-name`)."""
+    service_account_name: str | None = Field(default=None, pattern=_OBJECT_NAME, max_length=253)
+    """The pods' ServiceAccount: for workload identity (IRSA, GKE Workload Identity) to a model
+    bucket. Default: the namespace's `default`."""
 
 
 def _expert_fits(parallelism: Parallelism | None, count: int | None) -> bool:

@@ -17,7 +17,12 @@ from shinsa.controllers import kube, metrics
 from shinsa.controllers.desired import SpecProblem, desired_state
 from shinsa.controllers.observed import RETRIED_PLAN_REASONS, Observed, observe
 from shinsa.controllers.settings import OperatorSettings, from_memo
-from shinsa.controllers.sources import SourceUnavailable, resolve_architecture, resolve_model_uri
+from shinsa.controllers.sources import (
+    SourceUnavailable,
+    resolve_architecture,
+    resolve_model_uri,
+    served_spec,
+)
 from shinsa.controllers.status import EventPolicy, ObjectLocks, StatusWriter, invalid_spec_message
 from shinsa.planner import node_product_label
 from shinsa.render import endpoint_url, pod_selector
@@ -82,11 +87,7 @@ def reconcile_sync(
         status = status.model_copy(
             update={"model": resolved.described, "registered_model": resolved.registered}
         )
-        registered = resolved.registered
-        if registered is not None and registered.revision and not md.spec.model.revision:
-            # A promoted version carries the candidate's revision: serve what was evaluated.
-            pinned = md.spec.model.model_copy(update={"revision": registered.revision})
-            md = md.model_copy(update={"spec": md.spec.model_copy(update={"model": pinned})})
+        md = served_spec(md, resolved, settings)
         arch = resolve_architecture(md, uri, settings)
         product = md.spec.resources.gpu.product
         label = node_product_label(product) if product else None

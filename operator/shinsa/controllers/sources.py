@@ -13,7 +13,7 @@ from kubernetes.client.rest import ApiException
 
 from shinsa.api import ModelDeployment
 from shinsa.api.lifecycle import ModelDeploymentReason as Reason
-from shinsa.api.model_deployment import RegisteredVersion
+from shinsa.api.model_deployment import RegisteredVersion, S3Access
 from shinsa.controllers import kube
 from shinsa.controllers.desired import SpecProblem
 from shinsa.controllers.settings import OperatorSettings
@@ -93,6 +93,25 @@ class ResolvedModel:
     """How the status describes it (`status.model`)."""
     registered: RegisteredVersion | None = None
     """The registry's version behind a `models:/` URI."""
+
+
+def served_spec(md: ModelDeployment, resolved: ResolvedModel, settings: OperatorSettings) -> ModelDeployment:
+    """`md` as it is planned and rendered: what the spec leaves to the source filled in from it."""
+    model = md.spec.model
+    update: dict[str, Any] = {}
+    registered = resolved.registered
+    if registered is not None and registered.revision and not model.revision:
+        # A promoted version carries the candidate's revision: serve what was evaluated.
+        update["revision"] = registered.revision
+    if resolved.uri.startswith("s3://") and settings.s3_endpoint_url:
+        access = model.s3 or S3Access()
+        if access.endpoint is None:
+            # The pods read the weights where the operator read their config.json.
+            update["s3"] = access.model_copy(update={"endpoint": settings.s3_endpoint_url})
+    if not update:
+        return md
+    spec = md.spec.model_copy(update={"model": model.model_copy(update=update)})
+    return md.model_copy(update={"spec": spec})
 
 
 def resolve_model_uri(md: ModelDeployment, settings: OperatorSettings) -> ResolvedModel:

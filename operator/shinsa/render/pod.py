@@ -187,13 +187,42 @@ def needs_ipc_lock(plan: Plan) -> bool:
     return plan.expert_parallel > 1 or plan.nodes_per_replica > 1
 
 
-def _env(md: ModelDeployment) -> list[dict[str, Any]]:
+# The keys of `spec.model.s3.credentialsSecretRef`, named as the AWS SDK's variables they become.
+S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+S3_OPTIONAL_SECRET_KEYS = ("AWS_SESSION_TOKEN",)
+
+
+def _s3_env(md: ModelDeployment, source: ModelSource) -> list[dict[str, Any]]:
+    """What the Run:ai streamer needs to read `s3://` weights (api.S3Access); secrets only as
+    references to the Secret's keys."""
+    access = md.spec.model.s3
+    if source.kind != "s3" or access is None:
+        return []
+    env: list[dict[str, Any]] = []
+    if access.endpoint:
+        env.append({"name": "AWS_ENDPOINT_URL", "value": access.endpoint})
+    if access.region:
+        env.append({"name": "AWS_DEFAULT_REGION", "value": access.region})
+    if access.virtual_addressing is not None:
+        flag = "1" if access.virtual_addressing else "0"
+        env.append({"name": "RUNAI_STREAMER_S3_USE_VIRTUAL_ADDRESSING", "value": flag})
+    if access.credentials_secret_ref:
+        for key in (*S3_SECRET_KEYS, *S3_OPTIONAL_SECRET_KEYS):
+            ref: dict[str, Any] = {"name": access.credentials_secret_ref, "key": key}
+            if key in S3_OPTIONAL_SECRET_KEYS:
+                ref["optional"] = True
+            env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
+    return env
+
+
+def _env(md: ModelDeployment, source: ModelSource) -> list[dict[str, Any]]:
     base: list[dict[str, Any]] = [
         {"name": "HOME", "value": HOME_DIR},
         {"name": "USER", "value": USER_NAME},
         {"name": "HF_HOME", "value": MODEL_CACHE_DIR},
         # Serving pods of third-party models should not report usage to vLLM's servers unasked.
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+        *_s3_env(md, source),
     ]
     user = [var.to_k8s() for var in md.spec.serving.env]
     overridden = {var["name"] for var in user}
@@ -302,7 +331,7 @@ def vllm_container(
         ports.append({"name": "dp-rpc", "containerPort": DATA_PARALLEL_RPC_PORT, "protocol": "TCP"})
     if ports:
         container["ports"] = ports
-    container["env"] = _env(md)
+    container["env"] = _env(md, source)
     if role.coordinator:
         # The leader binds its data-parallel sockets on its own IP (planner.vllm_args).
         container["env"].append(
@@ -364,6 +393,10 @@ def pod_spec(
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RUN_AS_USER,
+            # Weights on a volume owned by root with group read only (a PVC filled by a root Job)
+            # stay readable; OnRootMismatch keeps kubelet from walking tens of GiB on every start.
+            "fsGroup": RUN_AS_USER,
+            "fsGroupChangePolicy": "OnRootMismatch",
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "tolerations": _tolerations(md),
@@ -373,6 +406,8 @@ def pod_spec(
         spec["nodeSelector"] = dict(scheduling.node_selector)
     if scheduling.priority_class_name:
         spec["priorityClassName"] = scheduling.priority_class_name
+    if scheduling.service_account_name:
+        spec["serviceAccountName"] = scheduling.service_account_name
     return spec
 
 
