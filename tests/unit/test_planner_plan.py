@@ -440,6 +440,19 @@ def test_startup_probe_grows_with_the_weights() -> None:
     assert small.startup_probe_seconds % 30 == 0
 
 
+def test_the_startup_budget_is_stated_per_weight_source_and_can_be_overridden() -> None:
+    # LLM-jp-4 32B-A3B, ~60 GiB of bf16 weights: from the Hub at the stated ~50 MiB/s that alone is
+    # about 20 minutes, which the old flat 4 s/GiB (~250 MiB/s) budget would have cut short.
+    seconds = {
+        source: plan(request("llm-jp-4-32b-a3b", "H100", weights_source=source)).startup_probe_seconds
+        for source in ("hub", "bucket", "volume")
+    }
+    assert seconds["hub"] > seconds["bucket"] > seconds["volume"]
+    assert seconds["hub"] >= 300 + 60 * 1024 / 50
+    override = plan(request("llm-jp-4-32b-a3b", "H100", weights_source="hub", startup_timeout_seconds=7200))
+    assert override.startup_probe_seconds == 7200
+
+
 def test_plan_is_a_pure_function_of_its_request() -> None:
     asked = request("llm-jp-4-32b-a3b", "H100-80GB", target_concurrency=4)
     assert plan(asked) == plan(asked)

@@ -293,6 +293,14 @@ def test_probes_give_the_model_its_planned_startup_time_before_liveness_counts()
     assert vllm["livenessProbe"]["httpGet"]["path"] == "/health"
 
 
+def test_a_model_cache_claim_keeps_downloaded_weights_across_restarts() -> None:
+    pod = deployment_pod(model_deployment(serving={"modelCacheClaim": "hf-cache"}))
+    (cache,) = [v for v in pod["spec"]["volumes"] if v["name"] == "model-cache"]
+    assert cache == {"name": "model-cache", "persistentVolumeClaim": {"claimName": "hf-cache"}}
+    plain = deployment_pod(model_deployment())
+    assert {"name": "model-cache", "emptyDir": {}} in plain["spec"]["volumes"]
+
+
 def test_with_an_api_key_readiness_uses_the_unauthenticated_health_endpoint() -> None:
     md = model_deployment(
         serving={"env": [{"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": "k", "key": "k"}}}]}

@@ -194,6 +194,15 @@ class ServingSpec(K8sModel):
     """vLLM's `--reasoning-parser`, to split reasoning from the final answer of thinking models."""
     tool_call_parser: str | None = Field(default=None, pattern=_PARSER_PATTERN, max_length=64)
     """vLLM's `--tool-call-parser`; enables automatic tool choice."""
+    startup_timeout_seconds: int | None = Field(default=None, ge=60, le=86400)
+    """How long a pod may take from start to a healthy engine before it is restarted. Default: a
+    budget from the weights' size at a stated rate per source (the Hub ~50 MiB/s, a bucket
+    ~200 MiB/s, a volume ~250 MiB/s) plus 300 s of initialisation; the plan in status shows it."""
+    model_cache_claim: str | None = Field(default=None, pattern=_OBJECT_NAME, max_length=253)
+    """A PersistentVolumeClaim in this namespace for the Hugging Face cache (`HF_HOME`), instead of
+    the pod's own empty volume: a restarted pod, or a LeaderWorkerSet group recreated after one of
+    its pods failed, finds the weights there instead of downloading them again. It must be writable
+    by every pod of the deployment at once (ReadWriteMany) when replicas or nodes are more than one."""
     extra_args: list[str] = Field(default_factory=list, max_length=64)
     """More engine arguments, appended verbatim after the ones Shinsa plans."""
     env: list[EnvVar] = Field(

@@ -7,7 +7,7 @@ reads inputs, calls `desired_state` and applies the result.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from shinsa.api import DEFAULT_VLLM_IMAGE, ModelDeployment
 from shinsa.api.lifecycle import ModelDeploymentReason as Reason
@@ -43,6 +43,7 @@ _SPEC_FIELD = {
     "revision": "spec.model.revision",
     "trust_remote_code": "spec.model.trustRemoteCode",
     "dtype": "spec.serving.dtype",
+    "startup_timeout_seconds": "spec.serving.startupTimeoutSeconds",
 }
 
 
@@ -108,7 +109,18 @@ def plan_request(md: ModelDeployment, arch: Architecture, gpus_per_node: int, mo
         reasoning_parser=spec.serving.reasoning_parser,
         tool_call_parser=spec.serving.tool_call_parser,
         backend=spec.backend.value,
+        # A cache claim keeps downloaded weights across restarts: read like a volume after the first.
+        weights_source=_weights_source(model_uri, spec.serving.model_cache_claim),
+        startup_timeout_seconds=spec.serving.startup_timeout_seconds,
     )
+
+
+def _weights_source(model_uri: str, cache_claim: str | None) -> Literal["hub", "bucket", "volume"]:
+    if model_uri.startswith("s3://"):
+        return "bucket"
+    if model_uri.startswith("hf://") and cache_claim is None:
+        return "hub"
+    return "volume"
 
 
 def _fields_at_fault(exc: PlannerError) -> str:

@@ -450,7 +450,8 @@ def plan(request: PlanRequest) -> Plan:
         leader_args=list(args.leader),
         worker_args=list(args.worker),
         shm_size_gib=shm_size_gib(layout.gpus_per_node),
-        startup_probe_seconds=startup_probe_seconds(weights_gib),
+        startup_probe_seconds=request.startup_timeout_seconds
+        or startup_probe_seconds(weights_gib, request.weights_source),
         reasons=_reasons(
             request, counts, weights_gib, dtype, max_model_len, kv_per_token, chosen, search.tried
         ),

@@ -47,6 +47,10 @@ class PlanRequest(BaseModel):
     reasoning_parser: str | None = None
     tool_call_parser: str | None = None
     backend: Backend = "deployment"
+    # Where the weights come from, for the startup budget: the Hub, a bucket (streamed) or a volume.
+    weights_source: Literal["hub", "bucket", "volume"] = "volume"
+    # Overrides the startup budget the plan derives (seconds until /health must answer).
+    startup_timeout_seconds: int | None = Field(default=None, ge=60)
 
     @property
     def pins_layout(self) -> bool:

@@ -288,13 +288,21 @@ def _volume_mounts(source: ModelSource) -> list[dict[str, Any]]:
     ]
 
 
-def _volumes(plan: Plan, source: ModelSource) -> list[dict[str, Any]]:
+def _cache_volume(md: ModelDeployment) -> dict[str, Any]:
+    claim = md.spec.serving.model_cache_claim
+    if claim:
+        return {"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": claim}}
+    return {"name": CACHE_VOLUME, "emptyDir": {}}
+
+
+def _volumes(md: ModelDeployment, plan: Plan, source: ModelSource) -> list[dict[str, Any]]:
     return [
         # The container runtime's 64 MiB /dev/shm is far too small for vLLM's inter-process queues
         # and NCCL's shared-memory transport; the plan sizes it by GPUs per pod.
         {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": f"{plan.shm_size_gib}Gi"}},
-        # Node-local by default; a Hub download is repeated when the pod moves to another node.
-        {"name": CACHE_VOLUME, "emptyDir": {}},
+        # Node-local by default; a Hub download is repeated when the pod moves to another node or
+        # restarts. A claim keeps it (spec.serving.modelCacheClaim).
+        _cache_volume(md),
         {"name": HOME_VOLUME, "emptyDir": {}},
         *(copy.deepcopy(volume) for volume in source.volumes),
     ]
@@ -385,7 +393,7 @@ def pod_spec(
     scheduling = md.spec.scheduling
     spec: dict[str, Any] = {
         "containers": containers,
-        "volumes": _volumes(plan, source),
+        "volumes": _volumes(md, plan, source),
         # Dozens of *_SERVICE_HOST variables per Service in the namespace; one named like a vLLM
         # setting (VLLM_PORT for a Service called "vllm") would be read as configuration.
         "enableServiceLinks": False,
