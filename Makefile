@@ -8,7 +8,7 @@ VENV := $(CACHE)/venv/$(shell sed -n '/^dependencies/,/^\[project.scripts\]/p' p
 BIN := $(VENV)/bin
 STAMP := .venv-stamp
 
-.PHONY: help env tools browser test unit e2e lint demo demo-down crds clean
+.PHONY: help env tools browser prometheus test unit e2e lint demo demo-down crds clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ tools: ## build the local control plane's binaries (cached)
 browser: ## Debian's Chromium for the tests that look at pages (installed when missing)
 	@tools/chromium.sh
 
+prometheus: ## Debian's prometheus and promtool for the metrics tests (unpacked into the user cache)
+	@tools/prometheus.sh >/dev/null
+
 lint: env ## ruff, mypy and the import layering (.importlinter)
 	$(BIN)/ruff check operator tests benchmarks
 	$(BIN)/ruff format --check operator tests benchmarks
@@ -42,10 +45,10 @@ lint: env ## ruff, mypy and the import layering (.importlinter)
 unit: env ## unit tests only (no processes)
 	$(BIN)/pytest -m unit
 
-e2e: env tools browser ## e2e tests against the real local control plane, MLflow and S3
+e2e: env tools browser prometheus ## e2e tests against the real local control plane, MLflow and S3
 	$(BIN)/pytest -m e2e
 
-test: env tools browser lint ## the whole suite: lint, unit and e2e tests
+test: env tools browser prometheus lint ## the whole suite: lint, unit and e2e tests
 	$(BIN)/pytest -m "unit or e2e"
 
 demo: env tools ## local GPU cluster, MLflow, S3, operator; apply examples/ and run the example EvalRun to its decision

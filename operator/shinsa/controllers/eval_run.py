@@ -31,7 +31,7 @@ from shinsa.api.gates import BaselineRef
 from shinsa.api.lifecycle import EvalRunCondition as Cond
 from shinsa.api.lifecycle import EvalRunReason as Reason
 from shinsa.api.lifecycle import ModelDeploymentCondition
-from shinsa.controllers import kube
+from shinsa.controllers import kube, metrics
 from shinsa.controllers.eval_desired import (
     EvalSettings,
     ModelVersion,
@@ -252,6 +252,7 @@ class _Step:
         if conditions is not None:
             after = after.model_copy(update={"conditions": conditions})
         STATUS.write(self.body, self.status, after)
+        metrics.record_eval_run(f"{self.run.metadata.namespace}/{self.run.metadata.name}", self.status, after)
         self.status = after
 
     def condition(self, type_: Cond, status: bool | None, reason: Reason, message: str) -> list[Any]:
@@ -334,6 +335,7 @@ def _promote(step: _Step, settings: OperatorSettings) -> None:
         promotion=outcome.promotion,
         conditions=step.condition(Cond.PROMOTED, outcome.promoted, outcome.reason, outcome.message),
     )
+    metrics.record_promotion(outcome.reason)
 
 
 def _decided(step: _Step) -> EvalRunPhase:
