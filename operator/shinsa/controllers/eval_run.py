@@ -521,9 +521,11 @@ async def _reconcile(key: tuple[str, str], body: dict[str, Any] | None, settings
         fresh = await asyncio.to_thread(kube.get_custom, PLURAL, *key)
         if fresh is None:
             _locks.forget(key)
+            metrics.forget_eval_run("/".join(key))
             return
         try:
-            await asyncio.to_thread(reconcile_sync, fresh, settings)
+            with metrics.reconciling("EvalRun"):
+                await asyncio.to_thread(reconcile_sync, fresh, settings)
         except ValidationError as exc:
             await asyncio.to_thread(_report_invalid, fresh, exc)
             raise kopf.PermanentError(f"spec does not validate: {exc}") from None
