@@ -16,13 +16,10 @@ from tests.support.eval_runs import (
     GROUP,
     VERSION,
     condition,
-    create_bucket,
-    create_evaluator_env,
     create_run,
     deploy,
     eval_run,
     wait_phase,
-    write_dataset,
 )
 from tests.support.operator import InProcessOperator
 
@@ -30,21 +27,6 @@ pytestmark = pytest.mark.e2e
 
 BUCKET = "evalruns-e2e"
 QUESTIONS = 24
-
-
-@pytest.fixture(scope="module")
-def bucket(s3_server: str) -> str:
-    return create_bucket(BUCKET)
-
-
-@pytest.fixture
-def evaluator_env(kube: client.ApiClient, namespace: str, bucket: str) -> None:
-    create_evaluator_env(kube, namespace)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("mt-bench"), QUESTIONS)
 
 
 def test_an_eval_run_waits_for_its_deployment_runs_its_job_and_reports_scores(

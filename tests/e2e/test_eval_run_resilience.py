@@ -21,15 +21,12 @@ from tests.support.eval_runs import (
     FINAL,
     Created,
     condition,
-    create_bucket,
-    create_evaluator_env,
     create_run,
     deploy,
     eval_run,
     events_of,
     get_run,
     wait_phase,
-    write_dataset,
 )
 from tests.support.kueue import cluster_queue, local_queue, queues_applied, resource_flavor, workload_of
 from tests.support.kueue import condition as workload_condition
@@ -46,21 +43,6 @@ pytestmark = pytest.mark.e2e
 BUCKET = "evalruns-resilience"
 QUESTIONS = 8
 MINIMUM = {"rules": [{"type": "minimum", "benchmark": "mt-bench", "threshold": 1.0}]}
-
-
-@pytest.fixture(scope="module")
-def bucket(s3_server: str) -> str:
-    return create_bucket(BUCKET)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("mt-bench"), QUESTIONS)
-
-
-@pytest.fixture
-def evaluator_env(kube: client.ApiClient, namespace: str, bucket: str) -> None:
-    create_evaluator_env(kube, namespace)
 
 
 # -- a judge that fails -----------------------------------------------------------------------------

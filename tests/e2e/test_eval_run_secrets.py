@@ -26,14 +26,12 @@ from shinsa.devcluster.cluster import LocalCluster
 from shinsa.evaluation.results import RunResults
 from tests.support.eval_runs import (
     Created,
-    create_bucket,
     create_evaluator_env,
     create_run,
     eval_run,
     events_of,
     get_run,
     wait_phase,
-    write_dataset,
 )
 from tests.support.openai_server import FakeOpenAI
 from tests.support.operator import InProcessOperator
@@ -47,16 +45,6 @@ TOTAL = QUESTIONS * 2 * 2  # questions x turns x (generation + one judgment), on
 KEYS_SECRET = "planted-keys"
 MINIMUM = {"rules": [{"type": "minimum", "benchmark": "mt-bench", "threshold": 1.0}]}
 DECISIONS = {"Passed", "Failed", "Inconclusive"}
-
-
-@pytest.fixture(scope="module")
-def bucket(s3_server: str) -> str:
-    return create_bucket(BUCKET)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("mt-bench"), QUESTIONS)
 
 
 @pytest.fixture

@@ -22,14 +22,12 @@ from tests.support.eval_runs import (
     GROUP,
     VERSION,
     condition,
-    create_bucket,
     create_evaluator_env,
     create_run,
     deploy,
     eval_run,
     get_run,
     wait_phase,
-    write_dataset,
 )
 from tests.support.operator import InProcessOperator
 
@@ -42,16 +40,6 @@ CANDIDATE = "hf://Qwen/Qwen3-8B@0123456789abcdef0123456789abcdef01234567"
 SUPERIORITY = {"type": "superiority", "benchmark": "mt-bench", "metric": "score"}
 GPU = "NVIDIA-H100-80GB-HBM3"
 SHINSA = str(Path(sys.executable).parent / "shinsa")
-
-
-@pytest.fixture(scope="module")
-def bucket(s3_server: str) -> str:
-    return create_bucket(BUCKET)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("mt-bench"), QUESTIONS)
 
 
 def _definition(namespace: str, model: str, dataset: Path, bucket: str) -> dict[str, Any]:

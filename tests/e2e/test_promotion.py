@@ -18,13 +18,11 @@ from tests.support.eval_runs import (
     GROUP,
     VERSION,
     condition,
-    create_bucket,
     create_evaluator_env,
     create_run,
     deploy,
     eval_run,
     wait_phase,
-    write_dataset,
 )
 from tests.support.operator import InProcessOperator
 from tests.support.waiting import eventually
@@ -38,16 +36,6 @@ CHAMPION_URI = "hf://llm-jp/llm-jp-4-8b"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 SUPERIORITY = {"type": "superiority", "benchmark": "mt-bench", "metric": "score"}
 DONE = {"Succeeded", "Failed", "Incomplete"}
-
-
-@pytest.fixture(scope="module")
-def bucket(s3_server: str) -> str:
-    return create_bucket(BUCKET)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("mt-bench"), QUESTIONS)
 
 
 def _policy(kube: client.ApiClient, model: str, namespaces: list[str]) -> None:
