@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
+from shinsa.registry.promotion import history
 from tests.support.eval_runs import (
     GROUP,
     VERSION,
@@ -24,7 +26,13 @@ from tests.support.eval_runs import (
     eval_run,
     wait_phase,
 )
-from tests.support.operator import InProcessOperator
+from tests.support.fault_proxy import fault_proxy
+from tests.support.operator import (
+    InProcessOperator,
+    OperatorProcess,
+    no_in_process_operator,
+    operator_settings,
+)
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -48,6 +56,14 @@ def _policy(kube: client.ApiClient, model: str, namespaces: list[str]) -> None:
     client.CustomObjectsApi(kube).create_cluster_custom_object(GROUP, VERSION, "promotionpolicies", body)
 
 
+def _register_champion(registry: Any, model: str) -> None:
+    """`model` with its first version, CHAMPION_URI, as @champion."""
+    registry.create_registered_model(model)
+    registry.set_registered_model_alias(
+        model, "champion", registry.create_model_version(model, CHAMPION_URI).version
+    )
+
+
 def _registry_state(registry: Any, model: str) -> tuple[list[str], dict[str, str]]:
     versions = sorted(v.version for v in registry.search_model_versions(f"name = '{model}'"))
     return versions, dict(registry.get_registered_model(model).aliases)
@@ -69,9 +85,7 @@ def test_a_passed_candidate_is_promoted_the_follower_rolls_and_a_rollback_brings
     create_evaluator_env(kube, namespace)
     registry = mlflow.MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
     model = f"chat-{namespace}"
-    registry.create_registered_model(model)
-    first = registry.create_model_version(model, source=CHAMPION_URI)
-    registry.set_registered_model_alias(model, "champion", first.version)
+    _register_champion(registry, model)
     _policy(kube, model, [namespace])
 
     deploy(kube, namespace, "judge")
@@ -145,10 +159,7 @@ def test_no_tenant_outside_the_policy_and_no_weaker_gate_promotes_whatever_the_s
     registry = mlflow.MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
     governed, ungoverned = f"governed-{namespace}", f"free-{namespace}"
     for model in (governed, ungoverned):
-        registry.create_registered_model(model)
-        registry.set_registered_model_alias(
-            model, "champion", registry.create_model_version(model, CHAMPION_URI).version
-        )
+        _register_champion(registry, model)
     _policy(kube, governed, ["some-other-team"])
 
     deploy(kube, namespace, "judge")
@@ -170,3 +181,66 @@ def test_no_tenant_outside_the_policy_and_no_weaker_gate_promotes_whatever_the_s
         assert says in refused["message"]
         assert "promotion" not in run["status"]
         assert _registry_state(registry, model) == (["1"], {"champion": "1"})
+
+
+SET_ALIAS = ("POST", "/api/2.0/mlflow/registered-models/alias")
+
+
+def test_an_operator_killed_between_creating_the_version_and_moving_the_alias_moves_it_once(
+    kube: client.ApiClient, namespace: str, crds: list[str], bucket: str, mlflow_server: str, s3_server: str,
+    dataset: Path, tmp_path: Path,
+) -> None:  # fmt: skip
+    import mlflow
+
+    create_evaluator_env(kube, namespace)
+    registry = mlflow.MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+    model = f"chat-{namespace}"
+    _register_champion(registry, model)
+    _policy(kube, model, [namespace])
+
+    # MLflow behind a proxy that refuses to move aliases: the operator creates the version, then
+    # cannot finish; it is killed there, and a new one finds the version and the recorded move.
+    with fault_proxy(mlflow_server) as proxy, no_in_process_operator():
+        settings = operator_settings(mlflow_tracking_uri=proxy.url, s3_endpoint_url=s3_server)
+        operator = OperatorProcess(settings, namespace, tmp_path / "operator.log")
+        operator.start()
+        try:
+            deploy(kube, namespace, "judge")
+            deploy(kube, namespace, "production", uri=f"models:/{model}@champion")
+            deploy(kube, namespace, "better", quality=2, uri=CANDIDATE_URI)
+            create_run(
+                kube, namespace, eval_run("champion-eval", "production", dataset, bucket, ns=namespace)
+            )
+            wait_phase(kube, namespace, "champion-eval", {"Succeeded"}, timeout_s=240)
+            proxy.refuse(*SET_ALIAS)
+            gates = {"baseline": {"mlflowModel": f"{model}@champion"}, "rules": [SUPERIORITY]}
+            promote = {"registeredModel": model, "alias": "champion"}
+            create_run(kube, namespace, eval_run("better-eval", "better", dataset, bucket, ns=namespace,
+                                                 gates=gates, promote=promote))  # fmt: skip
+
+            def stuck() -> dict[str, Any] | None:
+                run = client.CustomObjectsApi(kube).get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, "evalruns", "better-eval"
+                )
+                promoted = [
+                    c for c in (run.get("status") or {}).get("conditions", []) if c["type"] == "Promoted"
+                ]
+                return run if promoted and promoted[0]["reason"] == "RegistryUnavailable" else None
+
+            waiting = eventually(stuck, timeout_s=240, what="the promotion to wait for the registry")
+            assert waiting["status"]["phase"] == "Promoting"
+            assert _registry_state(registry, model) == (["1", "2"], {"champion": "1"})  # created, not moved
+            assert proxy.refusals >= 1
+            operator.kill()
+            proxy.allow_all()
+            operator.start()
+            run = wait_phase(kube, namespace, "better-eval", DONE, timeout_s=120)
+            time.sleep(2)  # a second version or move would show by now
+        finally:
+            operator.stop()
+
+    assert condition(run, "Promoted")["reason"] == "Promoted", run["status"]
+    assert run["status"]["promotion"]["version"] == "2"
+    assert _registry_state(registry, model) == (["1", "2"], {"champion": "2"})
+    moves = [(m.kind, m.version) for m in history(mlflow_server, model=model, alias="champion")]
+    assert moves == [("promote", "2")]
