@@ -371,6 +371,18 @@ def test_a_registered_model_alias_resolves_to_its_s3_source_and_plans_from_its_c
     args = [*(served.command or []), *(served.args or [])]
     assert served_model(args) == "s3://models/chat/mistral-7b-v2"
 
+    # The alias moved to a version that cannot be planned (no config.json where its source says):
+    # what runs is left alone, and the status says so and keeps naming what runs.
+    unplannable = registry.create_model_version("support-chat", source="s3://models/chat/missing")
+    registry.set_registered_model_alias("support-chat", "champion", unplannable.version)
+    md = wait_condition(kube, namespace, "champion", "Planned", "False")
+    assert "still serving s3://models/chat/mistral-7b-v2" in condition(md, "Planned")["message"]
+    assert md["status"]["registeredModel"]["version"] == "2"
+    template = client.AppsV1Api(kube).read_namespaced_deployment("champion", namespace).spec.template
+    served = next(c for c in template.spec.containers if c.name == "vllm")
+    assert served_model([*(served.command or []), *(served.args or [])]) == "s3://models/chat/mistral-7b-v2"
+    assert len(pods_of(kube, namespace, "champion")) == 1
+
     create(kube, namespace, small("no-such-model", model={"uri": "models:/support-chat@nonexistent"}))
     md = wait_condition(kube, namespace, "no-such-model", "Planned", "False")
     planned = condition(md, "Planned")

@@ -74,11 +74,11 @@ def reconcile_sync(
         update={"observed_generation": generation, "model": md.spec.model.uri, "registered_model": None}
     )
 
-    def not_planned(reason: Reason, message: str) -> None:
+    def not_planned(reason: Reason, message: str, running: list[dict[str, Any]] | None = None) -> None:
         conditions = set_condition(
             status.conditions, Cond.PLANNED, False, reason, message, observed_generation=generation
         )
-        seen = observe(conditions, generation, md.spec.replicas, 1, [])
+        seen = observe(conditions, generation, md.spec.replicas, _pods_per_replica(md), running or [])
         _write(body, md, status.model_copy(update={"phase": seen.phase, "conditions": seen.conditions}))
 
     try:
@@ -104,7 +104,20 @@ def reconcile_sync(
             raise kopf.TemporaryError(
                 f"{problem.message}; still serving {md.status.model}", delay=APPLY_RETRY_S
             ) from None
-        not_planned(problem.reason, problem.message)
+        moved = status.registered_model != md.status.registered_model
+        if md.status.plan and generation == md.status.observed_generation and moved:
+            # The registry alias moved to a version that cannot be served as planned (its source
+            # has no architecture the planner knows, say): nothing is re-rendered, so what runs
+            # keeps serving, and the status keeps naming it rather than the version it points at.
+            status = status.model_copy(
+                update={"model": md.status.model, "registered_model": md.status.registered_model}
+            )
+            running = (
+                pods if pods is not None else kube.list_pods(md.metadata.namespace or "", pod_selector(md))
+            )
+            not_planned(problem.reason, f"{problem.message}; still serving {md.status.model}", running)
+        else:
+            not_planned(problem.reason, problem.message)
         if isinstance(problem, SourceUnavailable):
             raise kopf.TemporaryError(problem.message, delay=problem.retry_after_s or APPLY_RETRY_S) from None
         return
