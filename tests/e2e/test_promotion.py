@@ -24,6 +24,7 @@ from tests.support.eval_runs import (
     create_run,
     deploy,
     eval_run,
+    get_run,
     wait_phase,
 )
 from tests.support.fault_proxy import fault_proxy
@@ -112,7 +113,7 @@ def test_a_passed_candidate_is_promoted_the_follower_rolls_and_a_rollback_brings
     assert status["decision"] == "Passed", status
     promoted = condition(better, "Promoted")
     assert (promoted["status"], promoted["reason"]) == ("True", "Promoted"), promoted
-    assert status["promotion"] == {
+    assert {k: v for k, v in status["promotion"].items() if k != "rolled"} == {
         "model": model, "version": "2", "alias": "champion", "previousVersion": "1",
         "followers": [f"{namespace}/production"],
     }  # fmt: skip
@@ -129,6 +130,12 @@ def test_a_passed_candidate_is_promoted_the_follower_rolls_and_a_rollback_brings
     # The production deployment follows the alias without a spec change, at the evaluated revision.
     eventually(lambda: _served_version(kube, namespace, "production") == "2", timeout_s=60,
                what="production to roll to version 2")  # fmt: skip
+    # ... and the EvalRun notes that it did.
+    eventually(
+        lambda: get_run(kube, namespace, "better-eval")["status"]["promotion"].get("rolled")
+        == [f"{namespace}/production"],
+        timeout_s=60, what="the EvalRun to name the follower that rolled",
+    )  # fmt: skip
     template = client.AppsV1Api(kube).read_namespaced_deployment("production", namespace).spec.template
     served = next(c for c in template.spec.containers if c.name == "vllm")
     args = [*(served.command or []), *(served.args or [])]

@@ -688,8 +688,10 @@ class PromotionStatus(K8sModel):
     previous_version: str | None = Field(default=None, max_length=32)
     """The version the alias pointed at before (what `shinsa promote rollback` goes back to)."""
     followers: list[str] = Field(default_factory=list, max_length=256)
-    """The ModelDeployments (`namespace/name`) that serve `models:/<model>@<alias>` and so roll to
-    the new version."""
+    """The ModelDeployments (`namespace/name`) that served `models:/<model>@<alias>` when the alias
+    moved, and so roll to the new version."""
+    rolled: list[str] = Field(default_factory=list, max_length=256)
+    """The followers seen serving `version` since (their `status.registeredModel`)."""
 
 
 class EvalRunStatus(K8sStatusModel):

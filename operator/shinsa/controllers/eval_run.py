@@ -41,7 +41,12 @@ from shinsa.controllers.eval_desired import (
     secret_env,
     served_version,
 )
-from shinsa.controllers.promotion import RegistryUnavailable, promote_run
+from shinsa.controllers.promotion import (
+    RegistryUnavailable,
+    promote_run,
+    rolled_followers,
+    rollout_pending,
+)
 from shinsa.controllers.settings import OperatorSettings, from_memo
 from shinsa.controllers.status import EventPolicy, ObjectLocks, StatusWriter, invalid_spec_message
 from shinsa.evaluation.results import ExitCode, RunResults
@@ -393,7 +398,14 @@ def _gate(step: _Step, results: RunResults, settings: OperatorSettings) -> None:
 def reconcile_sync(body: dict[str, Any], settings: OperatorSettings) -> None:
     run = EvalRun.from_body(body)
     if run.status.phase in TERMINAL:
-        return  # a finished run is never evaluated or decided again
+        # A finished run is never evaluated or decided again; a promoted one only notes which of
+        # the alias' followers serve its version by now.
+        promotion = run.status.promotion
+        if promotion is not None and rollout_pending(promotion, run.status.completion_time):
+            rolled = rolled_followers(promotion)
+            if rolled != promotion.rolled:
+                _Step(body, run).write(promotion=promotion.model_copy(update={"rolled": rolled}))
+        return
     step = _Step(body, run)
     if step.status.phase is None:
         step.write(phase=EvalRunPhase.PENDING, observed_generation=run.metadata.generation)
@@ -542,6 +554,14 @@ async def job_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Mem
     await _reconcile((namespace or "", labels[EVAL_RUN_LABEL]), None, from_memo(memo))
 
 
+def _watching_rollout(body: dict[str, Any]) -> bool:
+    try:
+        status = EvalRun.from_body(body).status
+    except ValidationError:
+        return False  # reported as invalid when it was created; nothing was promoted
+    return rollout_pending(status.promotion, status.completion_time)
+
+
 async def _resync(settings: OperatorSettings, namespaces: tuple[str, ...], logger: kopf.Logger) -> None:
     # One loop rather than kopf timers, which hold every EvalRun with a finalizer: waiting runs see
     # their ModelDeployment become Ready, and running ones a Job event that was missed.
@@ -553,7 +573,8 @@ async def _resync(settings: OperatorSettings, namespaces: tuple[str, ...], logge
             logger.warning("listing EvalRuns to resync failed: %s", exc)
             continue
         for listed in bodies:
-            if (listed.get("status") or {}).get("phase") in TERMINAL:
+            listed_status = listed.get("status") or {}
+            if listed_status.get("phase") in TERMINAL and not _watching_rollout(listed):
                 continue
             key = (listed["metadata"]["namespace"], listed["metadata"]["name"])
             try:

@@ -10,6 +10,7 @@ repetition harmless.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes.client.rest import ApiException
@@ -150,3 +151,29 @@ def promote_run(run: EvalRun, settings: OperatorSettings) -> Outcome:
     if record.followers:
         message += f"; rolling {', '.join(record.followers)}"
     return Outcome(True, Reason.PROMOTION_DONE, message, record)
+
+
+def rolled_followers(promotion: PromotionStatus) -> list[str]:
+    """The followers of `promotion` whose status says they serve its version now."""
+    rolled = []
+    for follower in promotion.followers:
+        namespace, _, name = follower.partition("/")
+        body = kube.get_custom(MD_PLURAL, namespace, name)
+        registered = ModelDeployment.from_body(body).status.registered_model if body else None
+        if registered is not None and (registered.name, registered.version) == (
+            promotion.model,
+            promotion.version,
+        ):
+            rolled.append(follower)
+    return rolled
+
+
+# How long after the run ended its followers' rollout is still looked at: a follower that has not
+# rolled by then (deleted, refused the version) stays off `rolled`, and its own status says why.
+ROLLOUT_WATCH_S = 3600.0
+
+
+def rollout_pending(promotion: PromotionStatus | None, ended: datetime | None) -> bool:
+    if promotion is None or set(promotion.rolled) == set(promotion.followers):
+        return False
+    return ended is None or (datetime.now(UTC) - ended).total_seconds() < ROLLOUT_WATCH_S
