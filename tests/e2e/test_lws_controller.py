@@ -316,12 +316,7 @@ def test_with_two_groups_a_replica_counts_as_ready_only_when_all_of_its_pods_are
             md = get(kube, namespace, NAME)
         assert condition(md, "Ready")["status"] == "False", condition(md, "Ready")
         assert md["status"]["phase"] != "Ready"
-        if md["status"].get("readyReplicas", 0) != 0:
-            pytest.xfail(
-                "status.readyReplicas counts Ready pods over all groups (controllers/observed.py: "
-                "ready_pods // pods_per_replica), so two Ready leaders of two groups whose workers are "
-                f"Pending report {md['status']['readyReplicas']} ready replica(s); it should count the "
-                "groups (leaderworkerset.sigs.k8s.io/group-index) whose pods are all Ready"
-            )
+        # Two Ready leaders of two groups whose workers are Pending make no ready replica.
+        assert md["status"].get("readyReplicas", 0) == 0, md["status"]
     finally:
         _cordon(kube, h200_nodes[2:], False)

@@ -106,3 +106,18 @@ def test_unchanged_signals_keep_the_transition_time() -> None:
     first = observe(PLANNED, 1, 1, 1, [pod("a", ready=True)])
     again = observe(first.conditions, 1, 1, 1, [pod("a", ready=True)])
     assert again.conditions == first.conditions
+
+
+def test_a_multi_node_replica_is_ready_only_when_every_pod_of_its_group_is() -> None:
+    def member(name: str, group: str, ready: bool) -> dict[str, Any]:
+        labelled = pod(name, ready=ready)
+        labelled["metadata"]["labels"] = {"leaderworkerset.sigs.k8s.io/group-index": group}
+        return labelled
+
+    # Two groups of two: both leaders Ready, both workers not. No replica can serve.
+    leaders_only = [member("g0-l", "0", True), member("g0-w", "0", False),
+                    member("g1-l", "1", True), member("g1-w", "1", False)]  # fmt: skip
+    assert observe(PLANNED, 1, 2, 2, leaders_only).ready_replicas == 0
+    one_group = [member("g0-l", "0", True), member("g0-w", "0", True),
+                 member("g1-l", "1", True), member("g1-w", "1", False)]  # fmt: skip
+    assert observe(PLANNED, 1, 2, 2, one_group).ready_replicas == 1

@@ -70,6 +70,11 @@ def _unschedulable_reason(message: str) -> Reason:
     return Reason.INSUFFICIENT_GPU if "Insufficient nvidia.com/gpu" in message else Reason.UNSCHEDULABLE
 
 
+# LeaderWorkerSet labels every pod of a group with the group's index (LWS v0.8.0,
+# api/leaderworkerset/v1/leaderworkerset_types.go: GroupIndexLabelKey).
+LWS_GROUP_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
+
+
 def observe(
     conditions: Sequence[Condition],
     generation: int | None,
@@ -86,9 +91,19 @@ def observe(
         if (pod_scheduled := _pod_condition(p, "PodScheduled")) is not None
         and pod_scheduled.get("status") == "False"
     ]
-    # A replica is ready when all of its pods (leader and workers) are.
-    ready_pods = sum(1 for p in live if _is_ready(p))
-    ready_replicas = min(desired_replicas, ready_pods // max(pods_per_replica, 1))
+    # A replica is ready when all of its pods (leader and workers) are: a multi-node replica is one
+    # LeaderWorkerSet group, its pods labelled with the group's index.
+    group_of = [p["metadata"].get("labels", {}).get(LWS_GROUP_INDEX_LABEL) for p in live]
+    if pods_per_replica > 1 and None not in group_of:
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for pod, group in zip(live, group_of, strict=True):
+            groups.setdefault(group, []).append(pod)
+        ready_count = sum(
+            1 for g in groups.values() if len(g) >= pods_per_replica and all(_is_ready(p) for p in g)
+        )
+    else:
+        ready_count = sum(1 for p in live if _is_ready(p)) // max(pods_per_replica, 1)
+    ready_replicas = min(desired_replicas, ready_count)
     replicas = len(live) // max(pods_per_replica, 1)
 
     def put(type_: Cond, status: ConditionStatus | bool, reason: str, message: str) -> None:
