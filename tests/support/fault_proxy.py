@@ -50,7 +50,7 @@ class FaultProxy:
 
             do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _forward
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
