@@ -123,6 +123,10 @@ def test_a_passed_candidate_is_promoted_the_follower_rolls_and_a_rollback_brings
     assert version.tags["shinsa.evalrun.name"] == "better-eval"
     assert version.tags["shinsa.evalrun.uid"] == better["metadata"]["uid"]
     assert version.run_id == status["mlflowRunId"]  # the version links to the evaluation's run
+    # The run reads as history in MLflow: what was evaluated, at which revision, by which EvalRun.
+    run_tags = registry.get_run(status["mlflowRunId"]).data.tags
+    assert run_tags["shinsa.model.revision"] == REVISION and run_tags["shinsa.evalrun.name"] == "better-eval"
+    assert run_tags["shinsa.gate.decision"] == "Passed"
     assert float(version.tags["shinsa.score.mt-bench"]) == pytest.approx(
         status["scores"]["mt-bench"]["mean"], abs=1e-3
     )

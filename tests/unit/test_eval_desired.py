@@ -19,6 +19,7 @@ from shinsa.controllers.eval_desired import (
     ModelVersion,
     engine_config,
     secret_env,
+    served_revision,
     served_version,
 )
 from shinsa.evaluation.config import OPERATOR_ONLY, parse_config
@@ -298,6 +299,23 @@ def test_the_mlflow_run_is_tagged_with_the_eval_run_and_the_model_version_it_eva
     search = evaluation_filter("llm-jp-4-8b", "7")
     assert all(f"tags.`{key}` = '{tags[key]}'" in search
                for key in ("shinsa.model.registered_name", "shinsa.model.version"))  # fmt: skip
+
+
+def test_the_revision_a_deployment_serves_is_evaluated_and_logged_unless_the_spec_names_one() -> None:
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    # The spec's own revision wins; without one, the deployment's is what was evaluated.
+    assert engine_config(full_run(), ENDPOINT, SETTINGS, revision=commit).spec.model.revision == "0123abcd"
+    unpinned = copy.deepcopy(FULL_SPEC)
+    del unpinned["model"]["revision"]
+    assert (
+        engine_config(full_run(unpinned), ENDPOINT, SETTINGS, revision=commit).spec.model.revision == commit
+    )
+    promoted = deployment(
+        "models:/llm-jp-4-8b@champion",
+        {"name": "llm-jp-4-8b", "version": "7", "source": "hf://a/b", "revision": commit},
+    )
+    assert served_revision(promoted) == commit
+    assert served_revision(deployment("hf://llm-jp/llm-jp-4-8b")) is None
 
 
 def test_the_version_is_the_one_the_deployment_resolved_and_serves() -> None:

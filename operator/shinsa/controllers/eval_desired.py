@@ -61,6 +61,12 @@ def served_version(md: ModelDeployment) -> ModelVersion | None:
     return ModelVersion(registered.name, registered.version)
 
 
+def served_revision(md: ModelDeployment) -> str | None:
+    """The revision `md` serves: its spec's, or the one its registered version was promoted with."""
+    registered = md.status.registered_model
+    return md.spec.model.revision or (registered.revision if registered is not None else None)
+
+
 def mlflow_tags(run: EvalRun, version: ModelVersion | None) -> dict[str, str]:
     """The MLflow parent run's tags that name the EvalRun and the model version it evaluated: a
     later baseline `mlflowModel: name@alias` finds this evaluation by the last two
@@ -117,13 +123,14 @@ def engine_config(
     *,
     served_name: str | None = None,
     version: ModelVersion | None = None,
+    revision: str | None = None,
 ) -> EvalConfig:
     """The engine config the evaluation Job of `run` runs.
 
     `endpoint` is the base URL the model is reached at (a deploymentRef's Service, or the spec's own
     endpoint); `served_name` the deployment's served name, used when the spec names none;
     `version` the registered model version the deployment serves (`served_version`), tagged on the
-    MLflow run.
+    MLflow run; `revision` the revision it serves (`served_revision`), used when the spec names none.
     Raises ValueError when the served name is unknown, and pydantic's ValidationError when the
     result is not runnable.
     """
@@ -134,6 +141,8 @@ def engine_config(
     if name is None:
         raise ValueError("spec.model.servedName: unset, and no served name of the deployment was given")
     wire["model"] = {**wire["model"], "endpoint": endpoint, "servedName": name}
+    if revision and "revision" not in wire["model"]:
+        wire["model"]["revision"] = revision
     if run.spec.mlflow.tracking_uri is None and settings.tracking_uri is not None:
         wire["mlflow"] = {**wire["mlflow"], "trackingUri": settings.tracking_uri}
     engine: dict[str, Any] = {"outputDir": settings.output_dir}

@@ -39,6 +39,7 @@ from shinsa.controllers.eval_desired import (
     results_uri,
     run_storage,
     secret_env,
+    served_revision,
     served_version,
 )
 from shinsa.controllers.promotion import (
@@ -271,16 +272,16 @@ class _Step:
         )
 
 
-def _target(step: _Step) -> tuple[str, str | None, ModelVersion | None] | None:
-    """(endpoint, served name of a deployment, the registered version it serves), or None after
-    reporting what the run waits for."""
+def _target(step: _Step) -> tuple[str, str | None, ModelVersion | None, str | None] | None:
+    """(endpoint, served name of a deployment, the registered version and the revision it serves),
+    or None after reporting what the run waits for."""
     model = step.run.spec.model
     if model.endpoint is not None:
         step.write(
             conditions=step.condition(Cond.TARGET_READY, True, Reason.ENDPOINT_GIVEN, model.endpoint),
             model=model.served_name,
         )
-        return model.endpoint, None, None
+        return model.endpoint, None, None, None
     assert model.deployment_ref is not None  # a CEL rule: exactly one of the two
     name = model.deployment_ref.name
     body = kube.get_custom(MD_PLURAL, step.run.metadata.namespace or "", name)
@@ -298,7 +299,7 @@ def _target(step: _Step) -> tuple[str, str | None, ModelVersion | None] | None:
                 ),
                 model=model.served_name or served,
             )
-            return md.status.endpoint, served, served_version(md)
+            return md.status.endpoint, served, served_version(md), served_revision(md)
         waiting += " is not Ready" + (f" ({ready.reason}: {ready.message})" if ready else "")
     step.write(
         phase=EvalRunPhase.WAITING_FOR_TARGET,
@@ -430,12 +431,14 @@ def reconcile_sync(body: dict[str, Any], settings: OperatorSettings) -> None:
         target = _target(step)
         if target is None:
             return
-        endpoint, served, version = target
+        endpoint, served, version, revision = target
         eval_settings = EvalSettings(
             tracking_uri=settings.mlflow_tracking_uri, results_bucket=settings.results_bucket
         )
         try:
-            config = engine_config(run, endpoint, eval_settings, served_name=served, version=version)
+            config = engine_config(
+                run, endpoint, eval_settings, served_name=served, version=version, revision=revision
+            )
         except (ValueError, ValidationError) as exc:
             _fail(step, EvalRunPhase.FAILED, Reason.CONFIG_INVALID, str(exc))
             return

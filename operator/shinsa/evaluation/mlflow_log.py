@@ -48,6 +48,9 @@ TAG_EXIT_CODE = "shinsa.exit_code"
 """The exit status of `shinsa eval run` for these results: 0 or 3."""
 TAG_MODEL = "shinsa.model"
 """The served model name evaluated."""
+TAG_REVISION = "shinsa.model.revision"
+"""The revision of the weights evaluated, when known (the spec's or the deployment's); a promoted
+registry version carries the same tag."""
 TAG_EVALRUN_NAMESPACE = "shinsa.evalrun.namespace"
 TAG_EVALRUN_NAME = "shinsa.evalrun.name"
 TAG_EVALRUN_UID = "shinsa.evalrun.uid"
@@ -172,6 +175,7 @@ def run_tags(config: EvalConfig, results: RunResults) -> dict[str, str]:
         TAG_STATUS: results.status.value,
         TAG_EXIT_CODE: str(int(exit_code_of(results.status))),
         TAG_MODEL: config.served_name,
+        **({TAG_REVISION: config.spec.model.revision} if config.spec.model.revision else {}),
     }
 
 

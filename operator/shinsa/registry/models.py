@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from shinsa.evaluation.mlflow_log import TAG_REVISION
+
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
 
 
-TAG_MODEL_REVISION = "shinsa.model.revision"
+TAG_MODEL_REVISION = TAG_REVISION
 """A version tag: the revision of the source to serve (a promotion records the candidate's)."""
 
 
