@@ -11,7 +11,7 @@ STAMP := .venv-stamp
 .PHONY: help env tools browser prometheus test unit e2e lint demo demo-down crds clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(VENV)/.complete:
 	@echo "[shinsa] creating virtualenv $(VENV)"
@@ -51,7 +51,7 @@ e2e: env tools browser prometheus ## e2e tests against the real local control pl
 test: env tools browser prometheus lint ## the whole suite: lint, unit and e2e tests
 	$(BIN)/pytest -m "unit or e2e"
 
-demo: env tools ## local GPU cluster, MLflow, S3, operator; apply examples/ and run the example EvalRun to its decision
+demo: env tools ## local GPU cluster, MLflow, S3, operator; the examples, the example EvalRun and the promotion loop
 	$(BIN)/shinsa demo
 
 demo-down: env ## stop everything `make demo` started
