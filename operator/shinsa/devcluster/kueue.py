@@ -21,25 +21,30 @@ import base64
 import ssl
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from kubernetes.dynamic import DynamicClient
 
 from shinsa.devcluster import processes
 from shinsa.devcluster.cluster import ClusterError, LocalCluster, free_port
 from shinsa.devcluster.crds import install_crds
 from shinsa.devcluster.pki import PkiPaths, ensure_pki, issue_loopback_serving_cert
 from shinsa.devcluster.upstream import for_apply
+from shinsa.devcluster.webhook_controllers import (
+    FIELD_MANAGER,
+    ControllerPaths,
+    RunningController,
+    apply_objects,
+    delete_webhook_configurations,
+    wait_ready,
+    yaml_documents,
+)
 
 PROCESS_NAME = "kueue"
 NAMESPACE = "kueue-system"
-FIELD_MANAGER = "shinsa-dev-cluster"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # The names a kustomize install gives them (config/default's namePrefix `kueue-`).
 MUTATING_WEBHOOKS = "kueue-mutating-webhook-configuration"
@@ -54,51 +59,11 @@ FRAMEWORKS: dict[str, tuple[str, str]] = {"batch/job": ("batch", "jobs"), "pod":
 KUEUE_GROUP = "kueue.x-k8s.io"
 
 
-@dataclass(frozen=True)
-class KueuePaths:
-    """Where a Kueue of one dev cluster keeps its configuration and serving certificate."""
-
-    directory: Path
-
-    @property
-    def config(self) -> Path:
-        return self.directory / "config.yaml"
-
-    @property
-    def cert_dir(self) -> Path:
-        return self.directory / "serving-certs"
-
-    @property
-    def cert(self) -> Path:
-        # controller-runtime's webhook server reads tls.crt / tls.key from its CertDir.
-        return self.cert_dir / "tls.crt"
-
-    @property
-    def key(self) -> Path:
-        return self.cert_dir / "tls.key"
-
-
-@dataclass(frozen=True)
-class RunningKueue:
-    version: str
-    webhook_url: str
-    health_url: str
-    process: processes.Managed
-
-
 def manifests_dir(bin_dir: Path) -> Path:
     path = bin_dir / "kueue-config"
     if not (path / "VERSION").exists():
         raise ClusterError(f"{path} is missing: the binaries predate Kueue; rerun tools/build.sh")
     return path
-
-
-# libyaml reads the 1.7 MB of CRDs in a fraction of the pure-Python loader's seconds.
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _yaml_documents(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.load_all(path.read_text(), Loader=_Loader) if isinstance(doc, dict)]
 
 
 def configuration(
@@ -132,10 +97,10 @@ def crds(manifests: Path, webhook_url: str, ca_bundle: str) -> list[dict[str, An
     kustomization = yaml.safe_load((base / "kustomization.yaml").read_text())
     by_name: dict[str, dict[str, Any]] = {}
     for resource in kustomization["resources"]:
-        for doc in _yaml_documents(base / resource):
+        for doc in yaml_documents(base / resource):
             by_name[doc["metadata"]["name"]] = for_apply(doc)
     for patch_ref in kustomization.get("patches") or []:
-        for patch in _yaml_documents(base / patch_ref["path"]):
+        for patch in yaml_documents(base / patch_ref["path"]):
             crd = by_name[patch["metadata"]["name"]]
             conversion = dict(patch["spec"]["conversion"])
             webhook = dict(conversion["webhook"])
@@ -174,7 +139,7 @@ def webhook_configurations(
         "ValidatingWebhookConfiguration": VALIDATING_WEBHOOKS,
     }
     configurations = []
-    for doc in _yaml_documents(base / "manifests.yaml"):
+    for doc in yaml_documents(base / "manifests.yaml"):
         webhooks = []
         for webhook in doc["webhooks"]:
             if not _served_here(webhook, wanted):
@@ -223,40 +188,9 @@ def ensure_metrics_certs(pki: PkiPaths, cert: Path, key: Path, directory: Path =
         ) from None
 
 
-def _apply(api: client.ApiClient, objects: Sequence[dict[str, Any]]) -> None:
-    dynamic = DynamicClient(api)
-    for body in objects:
-        resource = dynamic.resources.get(api_version=body["apiVersion"], kind=body["kind"])
-        dynamic.server_side_apply(resource, body=body, field_manager=FIELD_MANAGER, force_conflicts=True)
-
-
 def remove_webhooks(api: client.ApiClient) -> None:
     """Unregister Kueue's webhooks (they fail closed: without Kueue no Job or pod could be made)."""
-    admission = client.AdmissionregistrationV1Api(api)
-    for delete, name in (
-        (admission.delete_mutating_webhook_configuration, MUTATING_WEBHOOKS),
-        (admission.delete_validating_webhook_configuration, VALIDATING_WEBHOOKS),
-    ):
-        try:
-            delete(name)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-
-
-def _wait_ready(url: str, proc: processes.Managed, deadline: float) -> None:
-    last = ""
-    while time.monotonic() < deadline:
-        processes.check_alive(proc)
-        try:
-            response = httpx.get(url, timeout=2.0)
-            if response.status_code == 200:
-                return
-            last = f"HTTP {response.status_code}: {response.text[:300]}"
-        except httpx.HTTPError as exc:
-            last = str(exc)
-        time.sleep(0.3)
-    raise ClusterError(f"kueue did not become ready at {url} ({last}); see {proc.log}")
+    delete_webhook_configurations(api, MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS)
 
 
 def _wait_job_webhook(api: client.ApiClient, proc: processes.Managed, deadline: float) -> None:
@@ -284,7 +218,7 @@ def _wait_job_webhook(api: client.ApiClient, proc: processes.Managed, deadline: 
 
 def start(
     cluster: LocalCluster, timeout_s: float = 120.0, frameworks: Sequence[str] = tuple(FRAMEWORKS)
-) -> RunningKueue:
+) -> RunningController:
     """Start Kueue against the running `cluster` (a no-op but for the result when it runs)."""
     state = cluster.state()
     if state is None or not cluster.is_running():
@@ -293,7 +227,7 @@ def start(
     bin_dir = Path(state.bin_dir)
     manifests = manifests_dir(bin_dir)
     version = (manifests / "VERSION").read_text().strip()
-    paths = KueuePaths(cluster.state_dir / "kueue")
+    paths = ControllerPaths(cluster.state_dir / "kueue")
     pki = ensure_pki(cluster.state_dir / "pki")
     if not paths.cert.exists():
         issue_loopback_serving_cert(pki, paths.cert, paths.key, "kueue-webhook")
@@ -303,7 +237,7 @@ def start(
     if running := next((p for p in processes.running(cluster.state_dir) if p.name == PROCESS_NAME), None):
         current = yaml.safe_load(paths.config.read_text())
         port, health = current["webhook"]["port"], current["health"]["healthProbeBindAddress"]
-        return RunningKueue(version, f"https://127.0.0.1:{port}", f"http://{health}", running)
+        return RunningController(version, f"https://127.0.0.1:{port}", f"http://{health}", running)
 
     webhook_port, health_port, metrics_port = free_port(), free_port(), free_port()
     webhook_url = f"https://127.0.0.1:{webhook_port}"
@@ -341,10 +275,10 @@ def start(
     health_url = f"http://127.0.0.1:{health_port}"
     # readyz answers once the webhook server listens; registering the webhooks before that would
     # make the API server refuse Jobs and pods in the meantime.
-    _wait_ready(f"{health_url}/readyz", proc, deadline)
-    _apply(api, webhook_configurations(manifests, webhook_url, ca_bundle, frameworks))
+    wait_ready("kueue", f"{health_url}/readyz", proc, deadline)
+    apply_objects(api, webhook_configurations(manifests, webhook_url, ca_bundle, frameworks))
     _wait_job_webhook(api, proc, deadline)
-    return RunningKueue(version, webhook_url, health_url, proc)
+    return RunningController(version, webhook_url, health_url, proc)
 
 
 def stop(cluster: LocalCluster) -> bool:
@@ -352,3 +286,7 @@ def stop(cluster: LocalCluster) -> bool:
     if cluster.is_running():
         remove_webhooks(cluster.api())
     return processes.stop(cluster.state_dir, PROCESS_NAME)
+
+
+RunningKueue = RunningController
+"""A started Kueue controller."""

@@ -26,7 +26,6 @@ import base64
 import ssl
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +33,23 @@ import httpx
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from kubernetes.dynamic import DynamicClient
 
 from shinsa.devcluster import processes
 from shinsa.devcluster.cluster import ClusterError, LocalCluster, free_port
 from shinsa.devcluster.crds import install_crds
 from shinsa.devcluster.pki import ensure_pki, issue_loopback_serving_cert
 from shinsa.devcluster.upstream import for_apply
+from shinsa.devcluster.webhook_controllers import (
+    FIELD_MANAGER,
+    ControllerPaths,
+    RunningController,
+    apply_objects,
+    delete_webhook_configurations,
+    wait_ready,
+    yaml_documents,
+)
 
 PROCESS_NAME = "lws"
-FIELD_MANAGER = "shinsa-dev-cluster"
 CRD_NAME = "leaderworkersets.leaderworkerset.x-k8s.io"
 LWS_GROUP, LWS_VERSION, LWS_PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderworkersets"
 NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
@@ -52,50 +58,11 @@ MUTATING_WEBHOOKS = "lws-mutating-webhook-configuration"
 VALIDATING_WEBHOOKS = "lws-validating-webhook-configuration"
 
 
-@dataclass(frozen=True)
-class LwsPaths:
-    """Where an LWS of one dev cluster keeps its configuration and serving certificate."""
-
-    directory: Path
-
-    @property
-    def config(self) -> Path:
-        return self.directory / "config.yaml"
-
-    @property
-    def cert_dir(self) -> Path:
-        return self.directory / "serving-certs"
-
-    @property
-    def cert(self) -> Path:
-        # controller-runtime's webhook server reads tls.crt / tls.key from its CertDir.
-        return self.cert_dir / "tls.crt"
-
-    @property
-    def key(self) -> Path:
-        return self.cert_dir / "tls.key"
-
-
-@dataclass(frozen=True)
-class RunningLws:
-    version: str
-    webhook_url: str
-    health_url: str
-    process: processes.Managed
-
-
 def build_dir(bin_dir: Path) -> Path:
     path = bin_dir / "lws"
     if not (path / ".complete").exists():
         raise ClusterError(f"{path} is missing: the binaries predate LeaderWorkerSet; rerun tools/build.sh")
     return path
-
-
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _yaml_documents(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.load_all(path.read_text(), Loader=_Loader) if isinstance(doc, dict)]
 
 
 def configuration(*, webhook_port: int, cert_dir: Path, health_port: int) -> dict[str, Any]:
@@ -120,7 +87,7 @@ def crds(build: Path) -> list[dict[str, Any]]:
     return [
         for_apply(doc)
         for path in sorted((build / "config" / "crd" / "bases").glob("*.yaml"))
-        for doc in _yaml_documents(path)
+        for doc in yaml_documents(path)
         if doc.get("kind") == "CustomResourceDefinition"
     ]
 
@@ -147,7 +114,7 @@ def webhook_configurations(build: Path, webhook_url: str, ca_bundle: str) -> lis
         "ValidatingWebhookConfiguration": VALIDATING_WEBHOOKS,
     }
     configurations = []
-    for doc in _yaml_documents(base / "manifests.yaml"):
+    for doc in yaml_documents(base / "manifests.yaml"):
         patched = _patched(doc, patches.get(doc["kind"], []))
         webhooks = [
             {
@@ -178,25 +145,9 @@ def _webhook_paths(configurations: Sequence[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _apply(api: client.ApiClient, objects: Sequence[dict[str, Any]]) -> None:
-    dynamic = DynamicClient(api)
-    for body in objects:
-        resource = dynamic.resources.get(api_version=body["apiVersion"], kind=body["kind"])
-        dynamic.server_side_apply(resource, body=body, field_manager=FIELD_MANAGER, force_conflicts=True)
-
-
 def remove_webhooks(api: client.ApiClient) -> None:
     """Unregister LWS's webhooks (they fail closed: without LWS no LeaderWorkerSet could be written)."""
-    admission = client.AdmissionregistrationV1Api(api)
-    for delete, name in (
-        (admission.delete_mutating_webhook_configuration, MUTATING_WEBHOOKS),
-        (admission.delete_validating_webhook_configuration, VALIDATING_WEBHOOKS),
-    ):
-        try:
-            delete(name)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+    delete_webhook_configurations(api, MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS)
 
 
 def _crd_served(api: client.ApiClient) -> bool:
@@ -233,21 +184,6 @@ def _wait_handlers(
     )
 
 
-def _wait_ready(url: str, proc: processes.Managed, deadline: float) -> None:
-    last = ""
-    while time.monotonic() < deadline:
-        processes.check_alive(proc)
-        try:
-            response = httpx.get(url, timeout=2.0)
-            if response.status_code == 200:
-                return
-            last = f"HTTP {response.status_code}: {response.text[:300]}"
-        except httpx.HTTPError as exc:
-            last = str(exc)
-        time.sleep(0.3)
-    raise ClusterError(f"lws did not become ready at {url} ({last}); see {proc.log}")
-
-
 def probe_lws() -> dict[str, Any]:
     """The smallest LeaderWorkerSet: one group of one pod, no networkConfig for the webhook to fill."""
     pod = {"spec": {"containers": [{"name": "c", "image": "probe"}]}}
@@ -279,7 +215,7 @@ def _wait_defaulting(api: client.ApiClient, proc: processes.Managed, deadline: f
     raise ClusterError(f"LWS's defaulting webhook did not take effect ({last}); see {proc.log}")
 
 
-def start(cluster: LocalCluster, timeout_s: float = 120.0, *, install_crd: bool = True) -> RunningLws:
+def start(cluster: LocalCluster, timeout_s: float = 120.0, *, install_crd: bool = True) -> RunningController:
     """Start LWS against the running `cluster` (a no-op but for the result when it runs).
 
     `install_crd=False` for a caller that installed the same CRD under its own field manager (the
@@ -291,7 +227,7 @@ def start(cluster: LocalCluster, timeout_s: float = 120.0, *, install_crd: bool 
     deadline = time.monotonic() + timeout_s
     build = build_dir(Path(state.bin_dir))
     version = (build / "VERSION").read_text().strip()
-    paths = LwsPaths(cluster.state_dir / "lws")
+    paths = ControllerPaths(cluster.state_dir / "lws")
     pki = ensure_pki(cluster.state_dir / "pki")
     if not paths.cert.exists():
         issue_loopback_serving_cert(pki, paths.cert, paths.key, "lws-webhook")
@@ -300,7 +236,7 @@ def start(cluster: LocalCluster, timeout_s: float = 120.0, *, install_crd: bool 
     if running := next((p for p in processes.running(cluster.state_dir) if p.name == PROCESS_NAME), None):
         current = yaml.safe_load(paths.config.read_text())
         port, health = current["webhook"]["port"], current["health"]["healthProbeBindAddress"]
-        return RunningLws(version, f"https://127.0.0.1:{port}", f"http://{health}", running)
+        return RunningController(version, f"https://127.0.0.1:{port}", f"http://{health}", running)
 
     if install_crd:
         install_crds(api, crds(build), FIELD_MANAGER, timeout_s=max(1.0, deadline - time.monotonic()))
@@ -322,12 +258,12 @@ def start(cluster: LocalCluster, timeout_s: float = 120.0, *, install_crd: bool 
         cluster.state_dir,
     )
     health_url = f"http://127.0.0.1:{health_port}"
-    _wait_ready(f"{health_url}/readyz", proc, deadline)
+    wait_ready("lws", f"{health_url}/readyz", proc, deadline)
     configurations = webhook_configurations(build, webhook_url, ca_bundle)
     _wait_handlers(webhook_url, _webhook_paths(configurations), pki.ca_cert, proc, deadline)
-    _apply(api, configurations)
+    apply_objects(api, configurations)
     _wait_defaulting(api, proc, deadline)
-    return RunningLws(version, webhook_url, health_url, proc)
+    return RunningController(version, webhook_url, health_url, proc)
 
 
 def stop(cluster: LocalCluster) -> bool:
@@ -335,3 +271,7 @@ def stop(cluster: LocalCluster) -> bool:
     if cluster.is_running():
         remove_webhooks(cluster.api())
     return processes.stop(cluster.state_dir, PROCESS_NAME)
+
+
+RunningLws = RunningController
+"""A started LWS controller."""
