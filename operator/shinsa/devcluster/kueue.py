@@ -17,7 +17,6 @@ Checked against v0.17.0's cmd/kueue/main.go, pkg/config/config.go and apis/confi
 
 from __future__ import annotations
 
-import base64
 import ssl
 import time
 from collections.abc import Iterable, Sequence
@@ -31,14 +30,16 @@ from kubernetes.client.rest import ApiException
 from shinsa.devcluster import processes
 from shinsa.devcluster.cluster import ClusterError, LocalCluster, free_port
 from shinsa.devcluster.crds import install_crds
-from shinsa.devcluster.pki import PkiPaths, ensure_pki, issue_loopback_serving_cert
+from shinsa.devcluster.pki import PkiPaths
 from shinsa.devcluster.upstream import for_apply
 from shinsa.devcluster.webhook_controllers import (
     FIELD_MANAGER,
-    ControllerPaths,
     RunningController,
     apply_objects,
     delete_webhook_configurations,
+    launch,
+    prepare,
+    running_bin_dir,
     wait_ready,
     yaml_documents,
 )
@@ -220,28 +221,19 @@ def start(
     cluster: LocalCluster, timeout_s: float = 120.0, frameworks: Sequence[str] = tuple(FRAMEWORKS)
 ) -> RunningController:
     """Start Kueue against the running `cluster` (a no-op but for the result when it runs)."""
-    state = cluster.state()
-    if state is None or not cluster.is_running():
-        raise ClusterError("the local control plane is not running; start it first")
     deadline = time.monotonic() + timeout_s
-    bin_dir = Path(state.bin_dir)
+    bin_dir = running_bin_dir(cluster)
     manifests = manifests_dir(bin_dir)
     version = (manifests / "VERSION").read_text().strip()
-    paths = ControllerPaths(cluster.state_dir / "kueue")
-    pki = ensure_pki(cluster.state_dir / "pki")
-    if not paths.cert.exists():
-        issue_loopback_serving_cert(pki, paths.cert, paths.key, "kueue-webhook")
+    prepared = prepare(cluster, PROCESS_NAME, version)
+    paths, pki, api = prepared.paths, prepared.pki, prepared.api
     ensure_metrics_certs(pki, paths.cert, paths.key)
-    api = cluster.api()
-
-    if running := next((p for p in processes.running(cluster.state_dir) if p.name == PROCESS_NAME), None):
-        current = yaml.safe_load(paths.config.read_text())
-        port, health = current["webhook"]["port"], current["health"]["healthProbeBindAddress"]
-        return RunningController(version, f"https://127.0.0.1:{port}", f"http://{health}", running)
+    if prepared.running is not None:
+        return prepared.running
 
     webhook_port, health_port, metrics_port = free_port(), free_port(), free_port()
     webhook_url = f"https://127.0.0.1:{webhook_port}"
-    ca_bundle = base64.b64encode(pki.ca_cert.read_bytes()).decode()
+    ca_bundle = prepared.ca_bundle
     cluster.progress(f"starting kueue {version}")
     core = client.CoreV1Api(api)
     try:
@@ -256,22 +248,14 @@ def start(
         FIELD_MANAGER,
         timeout_s=max(1.0, deadline - time.monotonic()),
     )
-    paths.config.write_text(
-        yaml.safe_dump(
-            configuration(
-                webhook_port=webhook_port,
-                cert_dir=paths.cert_dir,
-                metrics_port=metrics_port,
-                health_port=health_port,
-                frameworks=frameworks,
-            )
-        )
+    config = configuration(
+        webhook_port=webhook_port,
+        cert_dir=paths.cert_dir,
+        metrics_port=metrics_port,
+        health_port=health_port,
+        frameworks=frameworks,
     )
-    proc = processes.start(
-        PROCESS_NAME,
-        [str(bin_dir / "kueue"), f"--config={paths.config}", f"--kubeconfig={cluster.kubeconfig}"],
-        cluster.state_dir,
-    )
+    proc = launch(cluster, PROCESS_NAME, bin_dir / "kueue", paths, config)
     health_url = f"http://127.0.0.1:{health_port}"
     # readyz answers once the webhook server listens; registering the webhooks before that would
     # make the API server refuse Jobs and pods in the meantime.

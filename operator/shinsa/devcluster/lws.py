@@ -22,7 +22,6 @@ Checked against v0.8.0's cmd/main.go, api/config/v1alpha1, pkg/webhooks and conf
 
 from __future__ import annotations
 
-import base64
 import ssl
 import time
 from collections.abc import Sequence
@@ -37,14 +36,15 @@ from kubernetes.client.rest import ApiException
 from shinsa.devcluster import processes
 from shinsa.devcluster.cluster import ClusterError, LocalCluster, free_port
 from shinsa.devcluster.crds import install_crds
-from shinsa.devcluster.pki import ensure_pki, issue_loopback_serving_cert
 from shinsa.devcluster.upstream import for_apply
 from shinsa.devcluster.webhook_controllers import (
     FIELD_MANAGER,
-    ControllerPaths,
     RunningController,
     apply_objects,
     delete_webhook_configurations,
+    launch,
+    prepare,
+    running_bin_dir,
     wait_ready,
     yaml_documents,
 )
@@ -221,22 +221,13 @@ def start(cluster: LocalCluster, timeout_s: float = 120.0, *, install_crd: bool 
     `install_crd=False` for a caller that installed the same CRD under its own field manager (the
     test session's `upstream_crds`); the CRD must be served either way before LWS starts, since
     its informers need the kind."""
-    state = cluster.state()
-    if state is None or not cluster.is_running():
-        raise ClusterError("the local control plane is not running; start it first")
     deadline = time.monotonic() + timeout_s
-    build = build_dir(Path(state.bin_dir))
+    build = build_dir(running_bin_dir(cluster))
     version = (build / "VERSION").read_text().strip()
-    paths = ControllerPaths(cluster.state_dir / "lws")
-    pki = ensure_pki(cluster.state_dir / "pki")
-    if not paths.cert.exists():
-        issue_loopback_serving_cert(pki, paths.cert, paths.key, "lws-webhook")
-    api = cluster.api()
-
-    if running := next((p for p in processes.running(cluster.state_dir) if p.name == PROCESS_NAME), None):
-        current = yaml.safe_load(paths.config.read_text())
-        port, health = current["webhook"]["port"], current["health"]["healthProbeBindAddress"]
-        return RunningController(version, f"https://127.0.0.1:{port}", f"http://{health}", running)
+    prepared = prepare(cluster, PROCESS_NAME, version)
+    paths, pki, api = prepared.paths, prepared.pki, prepared.api
+    if prepared.running is not None:
+        return prepared.running
 
     if install_crd:
         install_crds(api, crds(build), FIELD_MANAGER, timeout_s=max(1.0, deadline - time.monotonic()))
@@ -245,18 +236,10 @@ def start(cluster: LocalCluster, timeout_s: float = 120.0, *, install_crd: bool 
 
     webhook_port, health_port = free_port(), free_port()
     webhook_url = f"https://127.0.0.1:{webhook_port}"
-    ca_bundle = base64.b64encode(pki.ca_cert.read_bytes()).decode()
+    ca_bundle = prepared.ca_bundle
     cluster.progress(f"starting lws {version}")
-    paths.config.write_text(
-        yaml.safe_dump(
-            configuration(webhook_port=webhook_port, cert_dir=paths.cert_dir, health_port=health_port)
-        )
-    )
-    proc = processes.start(
-        PROCESS_NAME,
-        [str(build / "lws"), f"--config={paths.config}", f"--kubeconfig={cluster.kubeconfig}"],
-        cluster.state_dir,
-    )
+    config = configuration(webhook_port=webhook_port, cert_dir=paths.cert_dir, health_port=health_port)
+    proc = launch(cluster, PROCESS_NAME, build / "lws", paths, config)
     health_url = f"http://127.0.0.1:{health_port}"
     wait_ready("lws", f"{health_url}/readyz", proc, deadline)
     configurations = webhook_configurations(build, webhook_url, ca_bundle)

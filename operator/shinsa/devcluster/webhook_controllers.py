@@ -5,6 +5,7 @@ answers. The controller-specific parts (configuration, CRDs, which webhooks) sta
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from shinsa.devcluster import processes
-from shinsa.devcluster.cluster import ClusterError
+from shinsa.devcluster.cluster import ClusterError, LocalCluster
+from shinsa.devcluster.pki import PkiPaths, ensure_pki, issue_loopback_serving_cert
 
 FIELD_MANAGER = "shinsa-dev-cluster"
 
@@ -98,3 +100,54 @@ def wait_ready(name: str, url: str, proc: processes.Managed, deadline: float) ->
             last = str(exc)
         time.sleep(0.3)
     raise ClusterError(f"{name} did not become ready at {url} ({last}); see {proc.log}")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A controller about to start on a running dev cluster: its paths and certificate, the
+    dev cluster's CA, and the API; or the one that runs already."""
+
+    paths: ControllerPaths
+    pki: PkiPaths
+    api: client.ApiClient
+    running: RunningController | None
+
+    @property
+    def ca_bundle(self) -> str:
+        return base64.b64encode(self.pki.ca_cert.read_bytes()).decode()
+
+
+def running_bin_dir(cluster: LocalCluster) -> Path:
+    """The binaries directory of the running `cluster`."""
+    state = cluster.state()
+    if state is None or not cluster.is_running():
+        raise ClusterError("the local control plane is not running; start it first")
+    return Path(state.bin_dir)
+
+
+def prepare(cluster: LocalCluster, name: str, version: str) -> Prepared:
+    """Paths, a loopback serving certificate from the cluster's CA, and the running controller
+    `name` if there is one (found by its process and its configuration file)."""
+    paths = ControllerPaths(cluster.state_dir / name)
+    pki = ensure_pki(cluster.state_dir / "pki")
+    if not paths.cert.exists():
+        issue_loopback_serving_cert(pki, paths.cert, paths.key, f"{name}-webhook")
+    found = next((p for p in processes.running(cluster.state_dir) if p.name == name), None)
+    running = None
+    if found is not None:
+        current = yaml.safe_load(paths.config.read_text())
+        port, health = current["webhook"]["port"], current["health"]["healthProbeBindAddress"]
+        running = RunningController(version, f"https://127.0.0.1:{port}", f"http://{health}", found)
+    return Prepared(paths, pki, cluster.api(), running)
+
+
+def launch(
+    cluster: LocalCluster, name: str, binary: Path, paths: ControllerPaths, configuration: dict[str, Any]
+) -> processes.Managed:
+    """Write `configuration` and start `binary` with it against the cluster."""
+    paths.config.write_text(yaml.safe_dump(configuration))
+    return processes.start(
+        name,
+        [str(binary), f"--config={paths.config}", f"--kubeconfig={cluster.kubeconfig}"],
+        cluster.state_dir,
+    )
