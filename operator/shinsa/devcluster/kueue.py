@@ -40,6 +40,7 @@ from shinsa.devcluster.webhook_controllers import (
     launch,
     prepare,
     running_bin_dir,
+    stop_controller,
     wait_ready,
     yaml_documents,
 )
@@ -267,9 +268,7 @@ def start(
 
 def stop(cluster: LocalCluster) -> bool:
     """Unregister the webhooks, then stop the process. True if Kueue was running."""
-    if cluster.is_running():
-        remove_webhooks(cluster.api())
-    return processes.stop(cluster.state_dir, PROCESS_NAME)
+    return stop_controller(cluster, PROCESS_NAME, MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS)
 
 
 RunningKueue = RunningController

@@ -45,6 +45,7 @@ from shinsa.devcluster.webhook_controllers import (
     launch,
     prepare,
     running_bin_dir,
+    stop_controller,
     wait_ready,
     yaml_documents,
 )
@@ -251,9 +252,7 @@ def start(cluster: LocalCluster, timeout_s: float = 120.0, *, install_crd: bool 
 
 def stop(cluster: LocalCluster) -> bool:
     """Unregister the webhooks, then stop the process. True if LWS was running."""
-    if cluster.is_running():
-        remove_webhooks(cluster.api())
-    return processes.stop(cluster.state_dir, PROCESS_NAME)
+    return stop_controller(cluster, PROCESS_NAME, MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS)
 
 
 RunningLws = RunningController

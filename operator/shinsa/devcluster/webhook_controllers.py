@@ -151,3 +151,10 @@ def launch(
         [str(binary), f"--config={paths.config}", f"--kubeconfig={cluster.kubeconfig}"],
         cluster.state_dir,
     )
+
+
+def stop_controller(cluster: LocalCluster, name: str, mutating: str, validating: str) -> bool:
+    """Unregister the controller's webhooks, then stop its process. True if it was running."""
+    if cluster.is_running():
+        delete_webhook_configurations(cluster.api(), mutating, validating)
+    return processes.stop(cluster.state_dir, name)
