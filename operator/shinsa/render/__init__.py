@@ -31,7 +31,7 @@ from shinsa.render.pod import RENDER_OWNED_FLAGS, check_extra_args
 def render_model_deployment(
     md: ModelDeployment, plan: Plan, *, model_path: str | None = None
 ) -> list[dict[str, Any]]:
-    """The children of `md`, in the order to apply them: the workload first, then its Service.
+    """The children of `md` (the workload and its Service); `controllers.desired.apply_order` orders them.
 
     `model_path` replaces `spec.model.uri` as the place to load from: the controller passes the
     hf://, s3:// or pvc:// URI a `models:/name@alias` reference resolved to. The plan's model flags
