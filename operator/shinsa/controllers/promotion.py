@@ -18,7 +18,9 @@ from kubernetes.client.rest import ApiException
 from shinsa.api import EvalRun, GateVerdict, ModelDeployment, PromotionPolicy, PromotionStatus
 from shinsa.api.lifecycle import EvalRunReason as Reason
 from shinsa.controllers import kube
+from shinsa.controllers.eval_desired import served_revision
 from shinsa.controllers.settings import OperatorSettings
+from shinsa.controllers.sources import SERVABLE_SCHEMES
 from shinsa.evaluation.mlflow_log import TAG_MODEL_VERSION, TAG_REGISTERED_MODEL
 from shinsa.promotion import authorize
 from shinsa.registry import promotion as registry
@@ -27,8 +29,6 @@ from shinsa.registry.models import TAG_MODEL_REVISION
 
 MD_PLURAL = "modeldeployments"
 POLICY_PLURAL = "promotionpolicies"
-# Where a registered version may come from: what a ModelDeployment following it can serve.
-_SERVABLE = ("hf://", "s3://", "pvc://")
 
 
 @dataclass(frozen=True)
@@ -62,14 +62,11 @@ def _candidate(run: EvalRun) -> tuple[str, dict[str, str]] | str:
         tags[TAG_MODEL_VERSION] = md.status.registered_model.version
     else:
         source = md.spec.model.uri
-    if not source.startswith(_SERVABLE):
+    if not source.startswith(SERVABLE_SCHEMES):
         return (
             f"ModelDeployment {ref.name} serves {source}, which no ModelDeployment can load from the registry"
         )
-    revision = md.spec.model.revision or (
-        md.status.registered_model.revision if md.status.registered_model else None
-    )
-    if revision:
+    if revision := served_revision(md):
         tags[TAG_MODEL_REVISION] = revision
     return source, tags
 

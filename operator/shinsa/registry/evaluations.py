@@ -269,7 +269,7 @@ def _tracking(store: ResultsStore, what: str) -> str:
     return store.tracking_uri
 
 
-def _quoted(value: str, what: str) -> str:
+def search_literal(value: str, what: str) -> str:
     """A string literal of MLflow's search syntax, which has no escapes: quoted with whichever
     quote the value does not contain."""
     for quote in ("'", '"'):
@@ -287,8 +287,8 @@ def evaluation_filter(registered_name: str, version: str, what: str = "") -> str
         [
             f"tags.`{TAG_KIND}` = '{EVALUATION_KIND}'",
             f"tags.`{TAG_STATUS}` = '{RunStatus.SUCCEEDED.value}'",
-            f"tags.`{TAG_REGISTERED_MODEL}` = {_quoted(registered_name, what or registered_name)}",
-            f"tags.`{TAG_MODEL_VERSION}` = {_quoted(version, what or registered_name)}",
+            f"tags.`{TAG_REGISTERED_MODEL}` = {search_literal(registered_name, what or registered_name)}",
+            f"tags.`{TAG_MODEL_VERSION}` = {search_literal(version, what or registered_name)}",
             "attributes.status = 'FINISHED'",
         ]
     )
@@ -532,4 +532,5 @@ __all__ = [
     "resolve_baseline",
     "rules_line",
     "scores_key",
+    "search_literal",
 ]

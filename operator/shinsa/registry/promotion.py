@@ -26,9 +26,9 @@ from shinsa.evaluation.mlflow_log import TAG_EVALRUN_NAME, TAG_EVALRUN_NAMESPACE
 from shinsa.registry.evaluations import (
     TAG_GATE_DECISION,
     ResultsFetchError,
-    ResultsNotFound,
     mlflow_client,
     mlflow_errors,
+    search_literal,
 )
 
 MOVE_TAG_PREFIX = "shinsa.alias."
@@ -90,12 +90,6 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+0000")
 
 
-def _quoted(value: str) -> str:
-    if "'" in value:
-        raise ResultsNotFound(f"{value!r}: a quote cannot be searched for in MLflow", source=value)
-    return f"'{value}'"
-
-
 def _moves(tags: Mapping[str, str], alias: str) -> list[Move]:
     prefix = f"{MOVE_TAG_PREFIX}{alias}."
     found = []
@@ -134,7 +128,8 @@ def promote(
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         mine = client.search_model_versions(
-            f"name = {_quoted(model)} and tags.`{TAG_EVALRUN_UID}` = {_quoted(eval_run_uid)}"
+            f"name = {search_literal(model, what)} and "
+            f"tags.`{TAG_EVALRUN_UID}` = {search_literal(eval_run_uid, what)}"
         )
         if mine:
             version = str(min(int(v.version) for v in mine))
