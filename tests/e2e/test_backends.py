@@ -18,6 +18,7 @@ from kubernetes.client.rest import ApiException
 from shinsa.api import ModelDeployment
 from shinsa.controllers.desired import desired_state
 from shinsa.controllers.sources import resolve_architecture
+from shinsa.devcluster.webhook_controllers import crd_served
 from tests.e2e.test_model_deployment import GROUP, VERSION, condition, create, wait_condition, wait_warning
 from tests.support.operator import InProcessOperator, operator_settings
 
@@ -55,16 +56,6 @@ def get_object(
     kube: client.ApiClient, group: str, version: str, plural: str, namespace: str, name: str
 ) -> Any:
     return client.CustomObjectsApi(kube).get_namespaced_custom_object(group, version, namespace, plural, name)
-
-
-def lws_served(kube: client.ApiClient) -> bool:
-    try:
-        client.ApiextensionsV1Api(kube).read_custom_resource_definition(LWS_CRD)
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
 
 
 def rendered_children(md_body: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -113,7 +104,7 @@ def assert_not_ready_without_pods(md: dict[str, Any]) -> None:
 def test_without_lws_crds_a_leaderworkerset_deployment_is_backend_unavailable_until_they_are_installed(
     kube: client.ApiClient, namespace: str, operator: InProcessOperator, request: pytest.FixtureRequest
 ) -> None:
-    if lws_served(kube):
+    if crd_served(kube, LWS_CRD):
         pytest.skip("the LeaderWorkerSet CRD was installed earlier in this session; run this test first")
     create(kube, namespace, multi_node_moe("moe-early"))
 

@@ -38,10 +38,12 @@ from shinsa.devcluster.webhook_controllers import (
     apply_objects,
     delete_webhook_configurations,
     launch,
+    on_loopback,
     prepare,
     running_bin_dir,
     stop_controller,
     wait_ready,
+    webhook_configuration,
     yaml_documents,
 )
 
@@ -146,22 +148,9 @@ def webhook_configurations(
         for webhook in doc["webhooks"]:
             if not _served_here(webhook, wanted):
                 continue
-            path = webhook["clientConfig"]["service"]["path"]
-            webhooks.append(
-                {
-                    **webhook,
-                    **selectors.get((doc["kind"], webhook["name"]), {}),
-                    "clientConfig": {"url": webhook_url + path, "caBundle": ca_bundle},
-                }
-            )
-        configurations.append(
-            {
-                "apiVersion": doc["apiVersion"],
-                "kind": doc["kind"],
-                "metadata": {"name": names[doc["kind"]]},
-                "webhooks": webhooks,
-            }
-        )
+            selected = {**webhook, **selectors.get((doc["kind"], webhook["name"]), {})}
+            webhooks.append(on_loopback(selected, webhook_url, ca_bundle))
+        configurations.append(webhook_configuration(doc, names[doc["kind"]], webhooks))
     return configurations
 
 

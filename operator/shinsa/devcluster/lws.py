@@ -41,12 +41,15 @@ from shinsa.devcluster.webhook_controllers import (
     FIELD_MANAGER,
     RunningController,
     apply_objects,
+    crd_served,
     delete_webhook_configurations,
     launch,
+    on_loopback,
     prepare,
     running_bin_dir,
     stop_controller,
     wait_ready,
+    webhook_configuration,
     yaml_documents,
 )
 
@@ -117,24 +120,8 @@ def webhook_configurations(build: Path, webhook_url: str, ca_bundle: str) -> lis
     configurations = []
     for doc in yaml_documents(base / "manifests.yaml"):
         patched = _patched(doc, patches.get(doc["kind"], []))
-        webhooks = [
-            {
-                **webhook,
-                "clientConfig": {
-                    "url": webhook_url + webhook["clientConfig"]["service"]["path"],
-                    "caBundle": ca_bundle,
-                },
-            }
-            for webhook in patched["webhooks"]
-        ]
-        configurations.append(
-            {
-                "apiVersion": doc["apiVersion"],
-                "kind": doc["kind"],
-                "metadata": {"name": names[doc["kind"]]},
-                "webhooks": webhooks,
-            }
-        )
+        webhooks = [on_loopback(webhook, webhook_url, ca_bundle) for webhook in patched["webhooks"]]
+        configurations.append(webhook_configuration(doc, names[doc["kind"]], webhooks))
     return configurations
 
 
@@ -149,16 +136,6 @@ def _webhook_paths(configurations: Sequence[dict[str, Any]]) -> list[str]:
 def remove_webhooks(api: client.ApiClient) -> None:
     """Unregister LWS's webhooks (they fail closed: without LWS no LeaderWorkerSet could be written)."""
     delete_webhook_configurations(api, MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS)
-
-
-def _crd_served(api: client.ApiClient) -> bool:
-    try:
-        client.ApiextensionsV1Api(api).read_custom_resource_definition(CRD_NAME)
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
 
 
 def _wait_handlers(
@@ -232,7 +209,7 @@ def start(cluster: LocalCluster, timeout_s: float = 120.0, *, install_crd: bool 
 
     if install_crd:
         install_crds(api, crds(build), FIELD_MANAGER, timeout_s=max(1.0, deadline - time.monotonic()))
-    elif not _crd_served(api):
+    elif not crd_served(api, CRD_NAME):
         raise ClusterError(f"{CRD_NAME} is not installed; install it or start LWS with install_crd=True")
 
     webhook_port, health_port = free_port(), free_port()

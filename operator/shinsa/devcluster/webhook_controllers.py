@@ -71,6 +71,33 @@ def apply_objects(api: client.ApiClient, objects: Sequence[dict[str, Any]]) -> N
         dynamic.server_side_apply(resource, body=body, field_manager=FIELD_MANAGER, force_conflicts=True)
 
 
+def on_loopback(webhook: dict[str, Any], webhook_url: str, ca_bundle: str) -> dict[str, Any]:
+    """A webhook of the controller's manifests called at `webhook_url` + its Service path instead
+    of through the in-cluster Service (the controller runs as a local process)."""
+    path = webhook["clientConfig"]["service"]["path"]
+    return {**webhook, "clientConfig": {"url": webhook_url + path, "caBundle": ca_bundle}}
+
+
+def webhook_configuration(doc: dict[str, Any], name: str, webhooks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The (Mutating|Validating)WebhookConfiguration `doc` is the manifest of, named `name`."""
+    return {
+        "apiVersion": doc["apiVersion"],
+        "kind": doc["kind"],
+        "metadata": {"name": name},
+        "webhooks": webhooks,
+    }
+
+
+def crd_served(api: client.ApiClient, name: str) -> bool:
+    try:
+        client.ApiextensionsV1Api(api).read_custom_resource_definition(name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
 def delete_webhook_configurations(api: client.ApiClient, mutating: str, validating: str) -> None:
     """Unregister a controller's webhooks (they fail closed: without the controller, nothing they
     intercept could be written)."""
