@@ -142,6 +142,18 @@ def settings_env(settings: OperatorSettings) -> dict[str, str]:
 RUN_OPERATOR = "import sys, kopf; kopf.configure(); from shinsa.cli import app; app(sys.argv[1:])"
 
 
+def terminate(proc: subprocess.Popen[Any] | None, timeout_s: float = 30) -> None:
+    """SIGTERM a child that still runs, then SIGKILL it if it has not exited within `timeout_s`."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class OperatorProcess:
     """`shinsa operator run --namespace <namespace>` as a child process of its own session, with
     `settings` in its environment; `kill()` is kill -9, `start()` starts a new one."""
@@ -193,14 +205,7 @@ class OperatorProcess:
         self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import yaml
 
+from tests.support.operator import terminate
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -82,14 +84,7 @@ class Prometheus:
         exc: BaseException | None,
         traceback: types.TracebackType | None,
     ) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """The instant vector /api/v1/query returns for `promql` now."""
