@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
+from mlflow import MlflowClient
 
 from tests.support.eval_runs import create_bucket, create_evaluator_env, write_dataset
 
@@ -30,3 +31,9 @@ def dataset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 def evaluator_env(kube: client.ApiClient, namespace: str, bucket: str) -> None:
     """The Secret the test namespace's evaluation Jobs take their S3 credentials from."""
     create_evaluator_env(kube, namespace)
+
+
+@pytest.fixture(scope="module")
+def registry(mlflow_server: str) -> MlflowClient:
+    """A client of the session's MLflow tracking server and model registry."""
+    return MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)

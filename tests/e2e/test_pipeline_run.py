@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
+from mlflow import MlflowClient
 
 from shinsa.devcluster.cluster import LocalCluster
 from shinsa.devcluster.model_endpoints import ANSWER_QUALITY_ANNOTATION
@@ -22,7 +23,6 @@ from tests.support.eval_runs import (
     GROUP,
     VERSION,
     condition,
-    create_evaluator_env,
     create_run,
     deploy,
     eval_run,
@@ -91,12 +91,10 @@ def _deployment(kube: client.ApiClient, namespace: str, name: str) -> dict[str, 
 
 def test_the_exit_code_is_the_decision_promoted_rejected_and_inconclusive(
     kube: client.ApiClient, cluster: LocalCluster, namespace: str, operator: InProcessOperator,
-    bucket: str, mlflow_server: str, dataset: Path, tmp_path: Path,
+    bucket: str, mlflow_server: str, dataset: Path, tmp_path: Path, evaluator_env: None,
+    registry: MlflowClient,
 ) -> None:  # fmt: skip
-    import mlflow
 
-    create_evaluator_env(kube, namespace)
-    registry = mlflow.MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
     model = f"chat-{namespace}"
     registry.create_registered_model(model)
     registry.set_registered_model_alias(

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from mlflow import MlflowClient
 
 from shinsa.registry.promotion import history
 from tests.support.eval_runs import (
     GROUP,
     VERSION,
     condition,
-    create_evaluator_env,
     create_run,
     deploy,
     eval_run,
@@ -79,12 +79,9 @@ def _served_version(kube: client.ApiClient, namespace: str, name: str) -> str | 
 
 def test_a_passed_candidate_is_promoted_the_follower_rolls_and_a_rollback_brings_it_back(
     kube: client.ApiClient, namespace: str, operator: InProcessOperator, bucket: str, mlflow_server: str,
-    dataset: Path,
+    dataset: Path, evaluator_env: None, registry: MlflowClient,
 ) -> None:  # fmt: skip
-    import mlflow
 
-    create_evaluator_env(kube, namespace)
-    registry = mlflow.MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
     model = f"chat-{namespace}"
     _register_champion(registry, model)
     _policy(kube, model, [namespace])
@@ -162,12 +159,9 @@ def test_a_passed_candidate_is_promoted_the_follower_rolls_and_a_rollback_brings
 
 def test_no_tenant_outside_the_policy_and_no_weaker_gate_promotes_whatever_the_scores(
     kube: client.ApiClient, namespace: str, operator: InProcessOperator, bucket: str, mlflow_server: str,
-    dataset: Path,
+    dataset: Path, evaluator_env: None, registry: MlflowClient,
 ) -> None:  # fmt: skip
-    import mlflow
 
-    create_evaluator_env(kube, namespace)
-    registry = mlflow.MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
     governed, ungoverned = f"governed-{namespace}", f"free-{namespace}"
     for model in (governed, ungoverned):
         _register_champion(registry, model)
@@ -199,12 +193,9 @@ SET_ALIAS = ("POST", "/api/2.0/mlflow/registered-models/alias")
 
 def test_an_operator_killed_between_creating_the_version_and_moving_the_alias_moves_it_once(
     kube: client.ApiClient, namespace: str, crds: list[str], bucket: str, mlflow_server: str, s3_server: str,
-    dataset: Path, tmp_path: Path,
+    dataset: Path, tmp_path: Path, evaluator_env: None, registry: MlflowClient,
 ) -> None:  # fmt: skip
-    import mlflow
 
-    create_evaluator_env(kube, namespace)
-    registry = mlflow.MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
     model = f"chat-{namespace}"
     _register_champion(registry, model)
     _policy(kube, model, [namespace])
