@@ -558,6 +558,9 @@ async def job_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Mem
 
 
 def _watching_rollout(body: dict[str, Any]) -> bool:
+    # Every finished run is listed on every round: only a promoted one is worth parsing.
+    if not (body.get("status") or {}).get("promotion"):
+        return False
     try:
         status = EvalRun.from_body(body).status
     except ValidationError:

@@ -247,20 +247,22 @@ def extra_args_problem(
     """Why `spec.serving.extraArgs`/`env` cannot be passed to vLLM as they are, or None. `known`:
     the options of the vLLM release that will read them (empty for an image Shinsa has no option
     list of: only exact spellings and owned options are checked then)."""
+    vocabulary = known | OWNED_VLLM_FLAGS | frozenset(UNPLANNED_VLLM_FLAGS)
+    # Each option is read once, as vLLM's parser would read it, then sorted into what it is.
+    options = [(arg, _option(arg, vocabulary)) for arg in extra_args if arg.startswith("-")]
     problems = []
-    owned = owned_flags_in(extra_args, known)
-    planned = [arg for arg in owned if _option(arg, known | OWNED_VLLM_FLAGS) in OWNED_VLLM_FLAGS]
+    planned = [arg for arg, option in options if option in OWNED_VLLM_FLAGS]
     if planned:
         problems.append(
             f"spec.serving.extraArgs sets {', '.join(planned)}, which Shinsa sets from the plan; "
             "use the corresponding spec field instead"
         )
-    for arg in (a for a in owned if a not in planned):
-        why = UNPLANNED_VLLM_FLAGS[_option(arg, known | frozenset(UNPLANNED_VLLM_FLAGS))]
-        problems.append(f"spec.serving.extraArgs sets {arg}, which is not planned: {why}")
+    for arg, option in options:
+        if option in UNPLANNED_VLLM_FLAGS and option not in OWNED_VLLM_FLAGS:
+            why = UNPLANNED_VLLM_FLAGS[option]
+            problems.append(f"spec.serving.extraArgs sets {arg}, which is not planned: {why}")
     if known:
-        vocabulary = known | OWNED_VLLM_FLAGS
-        unknown = [a for a in extra_args if a.startswith("--") and _option(a, vocabulary) not in vocabulary]
+        unknown = [arg for arg, option in options if arg.startswith("--") and option not in vocabulary]
         if unknown:
             problems.append(
                 f"spec.serving.extraArgs sets {', '.join(unknown)}, which this vLLM release does not "
