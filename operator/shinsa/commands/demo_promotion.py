@@ -11,8 +11,8 @@ from typing import Any
 import yaml
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
+from shinsa.commands.promote import history_table
 from shinsa.devcluster.cluster import ClusterError
 
 REGISTERED_MODEL = "shinsa-demo-chat"
@@ -38,19 +38,6 @@ def _apply(path: Path, namespace: str) -> list[dict[str, Any]]:
     return docs
 
 
-def _history_table(tracking_uri: str) -> Table:
-    from shinsa.registry.promotion import history
-
-    table = Table(title=f"MLflow registry: {REGISTERED_MODEL}@{ALIAS}, every move")
-    for column in ("when (UTC)", "move", "from", "to", "by", "why"):
-        table.add_column(column)
-    for move in history(tracking_uri, model=REGISTERED_MODEL, alias=ALIAS):
-        why = move.reason or (f"gates {move.decision}" if move.decision else "")
-        cells = [move.at[:19].replace("T", " "), move.kind, move.previous or "-", move.version, move.by, why]
-        table.add_row(*(escape(c) for c in cells))
-    return table
-
-
 def run_promotion(
     *,
     examples: Path,
@@ -65,7 +52,7 @@ def run_promotion(
 ) -> dict[str, dict[str, Any]]:
     """Run the promotion scenario; the candidates' EvalRuns as they ended."""
     from shinsa.controllers import kube
-    from shinsa.registry.promotion import seed
+    from shinsa.registry.promotion import history, seed
 
     folder = examples / "promotion"
     step(f"promotion: {REGISTERED_MODEL}@{ALIAS} in MLflow's registry, served by {PRODUCTION}")
@@ -125,7 +112,8 @@ def run_promotion(
             f"  {PRODUCTION} serves {registered['source']} at revision {registered.get('revision') or '-'}"
             f" (version {registered['version']}), Ready"
         )
-    console.print(_history_table(tracking_uri))
+    moves = history(tracking_uri, model=REGISTERED_MODEL, alias=ALIAS)
+    console.print(history_table(f"MLflow registry: {REGISTERED_MODEL}@{ALIAS}, every move", moves))
     console.print("[bold]Roll back[/bold] (production follows within seconds):")
     console.print(
         f"  MLFLOW_TRACKING_URI={tracking_uri} shinsa promote rollback {REGISTERED_MODEL} --alias {ALIAS} "

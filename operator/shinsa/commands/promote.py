@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
@@ -82,10 +83,17 @@ def rollback_command(
     typer.echo(f"{name}@{alias}: version {move.previous} -> {move.version} (rollback by {move.by})")
 
 
-def _row(move: Move) -> list[str]:
-    behind = move.by if move.kind == "rollback" else f"EvalRun {move.by}"
-    why = move.reason or (f"gates {move.decision}" if move.decision else "")
-    return [move.at[:19].replace("T", " "), move.kind, move.previous or "-", move.version, behind, why]
+def history_table(title: str, moves: Sequence[Move]) -> Table:
+    """An alias' moves as `shinsa promote history` and the demo print them, oldest first."""
+    table = Table(title=escape(title))
+    for column in ("when (UTC)", "move", "from", "to", "by", "why"):
+        table.add_column(column, overflow="fold")
+    for move in moves:
+        behind = f"EvalRun {move.by}" if move.kind == "promote" else move.by
+        why = move.reason or (f"gates {move.decision}" if move.decision else "")
+        cells = [move.at[:19].replace("T", " "), move.kind, move.previous or "-", move.version, behind, why]
+        table.add_row(*(escape(cell) for cell in cells))
+    return table
 
 
 @app.command("history")
@@ -107,11 +115,6 @@ def history_command(
     if output == "json":
         typer.echo(json.dumps([json.loads(m.to_json()) for m in moves], indent=2))
         return
-    table = Table(title=f"{escape(name)}@{escape(alias)}")
-    for column in ("when (UTC)", "move", "from", "to", "by", "why"):
-        table.add_column(column, overflow="fold")
-    for move in moves:
-        table.add_row(*(escape(cell) for cell in _row(move)))
-    Console().print(table)
+    Console().print(history_table(f"{name}@{alias}", moves))
     if not moves:
         typer.echo("no recorded moves")
