@@ -107,7 +107,9 @@ def main() -> None:
         data = write_dataset(Path(tmp) / "mt-bench", args.questions)
         config = make_config(data, model, judge, args.repeats, args.concurrency, Path(tmp) / "out")
         config_file = Path(tmp) / "evalrun.yaml"
-        config_file.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)), encoding="utf-8")
+        config_file.write_text(
+            yaml.safe_dump(config.model_dump(mode="json", by_alias=True)), encoding="utf-8"
+        )
         benchmark = build_benchmarks(config)[0]
         assert isinstance(benchmark, MtBench)
         benchmark.load(Path(tmp) / "cache")
@@ -125,7 +127,10 @@ def main() -> None:
     )
     print("| run | requests (model + judge) | wall (s) |")
     print("|---|---|---|")
-    print(f"| `shinsa eval run`, process start included | {n} ({model_requests} + {judge_requests}) | {shinsa_wall:.2f} |")
+    print(
+        f"| `shinsa eval run`, process start included | {n} ({model_requests} + {judge_requests}) "
+        f"| {shinsa_wall:.2f} |"
+    )
     print(
         f"| bare asyncio loop (floor) | {floor.requests} ({floor.model_requests} + {floor.judge_requests}) "
         f"| {floor.wall_s:.2f} |"

@@ -38,3 +38,15 @@ def test_a_groups_help_imports_that_group_only() -> None:
     imported = _imported("promote", "--help")
     assert "shinsa.commands.promote" in imported
     assert not [m for m in imported if m.startswith("shinsa.commands.") and m != "shinsa.commands.promote"]
+
+
+def test_the_evaluators_help_imports_no_engine() -> None:
+    # `shinsa eval run --help` runs in every evaluation image's smoke test: the engine stays unloaded.
+    # (Typer itself imports pydantic to type the options.)
+    assert [m for m in _imported("eval", "run", "--help") if m.startswith("shinsa")] == [
+        "shinsa.commands",
+        "shinsa.commands.compare",  # `eval compare`'s options: typer only, its core loads when it runs
+        "shinsa.commands.eval",
+        "shinsa.evaluation",
+        "shinsa.evaluation.phase",
+    ]

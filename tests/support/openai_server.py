@@ -10,12 +10,22 @@ from shinsa.devcluster.openai_double import (
     FakeOpenAI,
     Fault,
     Logged,
+    count_tokens,
     judge_rating,
     main,
     model_answer,
 )
 
-__all__ = ["SECRET_REASONING", "FakeOpenAI", "Fault", "Logged", "judge_rating", "main", "model_answer"]
+__all__ = [
+    "SECRET_REASONING",
+    "FakeOpenAI",
+    "Fault",
+    "Logged",
+    "count_tokens",
+    "judge_rating",
+    "main",
+    "model_answer",
+]
 
 if __name__ == "__main__":
     main()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from shinsa.evaluation.records import Item
-from shinsa.evaluation.results import DatasetInfo, ModelInfo, RunResults, RunStatus
+from shinsa.evaluation.results import DatasetInfo, JudgeInfo, ModelInfo, RunResults, RunStatus
 from shinsa.evaluation.scoring import summarize_benchmark
 
 
@@ -49,11 +49,15 @@ def results_of(
     prompts_digest: str | None = "prompts-v1",
     status: RunStatus = RunStatus.SUCCEEDED,
     metrics: Mapping[str, Callable[[Sequence[Item]], dict[str, float]]] | None = None,
+    generation_digest: str | None = None,
+    judges: Sequence[JudgeInfo] = (),
+    rope_scaling: str | None = None,
 ) -> RunResults:
     """A run's results over `items` (any benchmarks), with the given provenance for every benchmark.
 
     `dataset_digest=None` records no dataset, as results rebuilt from an items.jsonl do; `metrics`
-    gives a benchmark's aggregate metrics from its primary judge's items."""
+    gives a benchmark's aggregate metrics from its primary judge's items. `judges` are the run's
+    judges as `spec.judges` names them (with their sampling); `rope_scaling` the model's YaRN label."""
     by_benchmark: dict[str, list[Item]] = {}
     for item in items:
         by_benchmark.setdefault(item.benchmark, []).append(item)
@@ -61,7 +65,8 @@ def results_of(
     errors = sum(i.error is not None for i in items)
     return RunResults(
         status=status,
-        model=ModelInfo(served_name=served_name),
+        model=ModelInfo(served_name=served_name, rope_scaling=rope_scaling),
+        judges=list(judges),
         repeats=repeats,
         items=len(items),
         errors=errors,
@@ -78,7 +83,7 @@ def results_of(
                 else DatasetInfo(uri=f"/data/{name}", digest=dataset_digest),
                 judge_model=judge_model,
                 judge_prompts_digest=prompts_digest,
-            )
+            ).model_copy(update={"generation_digest": generation_digest})
             for name, bench_items in by_benchmark.items()
         },
     )

@@ -62,6 +62,9 @@ class ScriptedContext:
         judge: str,
         messages: Messages,
         parse: JudgmentParser,
+        *,
+        template: str | None = None,
+        reference: bool = False,
     ) -> Judgment:
         self.judged.append(messages)
         try:

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from shinsa.api import EvalJobSpec, EvalRun, EvalRunSpec, ModelDeployment, StorageSpec
 from shinsa.api.base import wire_name
+from shinsa.api.model_deployment import RopeScaling
 from shinsa.controllers.eval_desired import (
     JOB_ONLY,
     EvalSettings,
@@ -40,6 +41,7 @@ FULL_SPEC: dict[str, Any] = {
         "revision": "0123abcd",
         "maxTokensParam": "max_completion_tokens",
         "extraBody": {"chat_template_kwargs": {"enable_thinking": True}},
+        "ropeScaling": {"type": "yarn", "factor": 4, "originalMaxPositionEmbeddings": 32768},
     },
     "benchmarks": [
         {
@@ -56,17 +58,31 @@ FULL_SPEC: dict[str, Any] = {
             "limit": 5,
             "referenceCategories": ["math"],
         },
-        {"name": "llm-jp-instructions", "dataset": {"uri": "/d/inst"}, "criteria": ["accuracy"]},
+        {"name": "llm-jp-instructions", "dataset": {"uri": "/d/inst"}, "criteria": ["accuracy"],
+         "promptFile": "s3://data/prompts/quality_ja.yaml",
+         "judging": {"sampling": {"temperature": 1.0, "topP": 0.95, "maxTokens": 1024, "seed": 1234,
+                                  "reasoningEffort": "low"},
+                     "ratings": "first", "rangeCheck": False, "attempts": 4, "retryRefused": True,
+                     "apiErrorScore": 1, "failedGeneration": "empty", "formatting": "python"}},
         {"name": "long-context", "dataset": {"uri": "/d/corpus"}, "contextLengths": [8192], "depths": [0.5],
          "samplesPerLength": 2, "charsPerToken": 1.5},
+        {"name": "rubric", "dataset": {"uri": "/d/culture/test.json"},
+         "rubric": {"id": "culture-ja", "criteria": "Is it right?", "minScore": 1, "maxScore": 5,
+                    "regex": "\\[\\[([1-5])\\]\\]", "reference": "required",
+                    "rates": [{"name": "violation_rate", "below": 3}, {"name": "high", "atLeast": 4},
+                              {"name": "low", "atMost": 2}, {"name": "top", "above": 4}],
+                    "emptyAnswerScore": 1, "categoryField": "eval_aspect", "templateSyntax": "jinja2"}},
     ],
     "judges": [
         {"name": "gpt", "endpoint": "https://api.openai.com/v1", "model": "gpt-5.4-2026-03-05",
          "apiKeySecretRef": {"name": "openai", "key": "api-key"}, "temperature": None, "maxTokens": 4096,
+         "topP": 0.9, "seed": 42,
          "reasoningEffort": "minimal", "maxTokensParam": "max_completion_tokens", "parseRetries": 3,
          "rateLimit": {"requestsPerSecond": 2, "tokensPerMinute": 1000},
          "extraBody": {"service_tier": "flex"}},
     ],
+    "profile": "llm-jp-judge",
+    "answers": "s3://data/answers/run-1",
     "sampling": {"temperature": 0.7, "topP": 0.95, "maxTokens": 2048, "seed": 1, "reasoningEffort": "medium"},
     "repeats": 5,
     "concurrency": 32,
@@ -236,6 +252,17 @@ def test_what_the_operator_fills_in() -> None:
     assert defaulted.spec.mlflow.tracking_uri == "http://mlflow.shinsa:5000"
     assert defaulted.engine.checkpoint_uri is None  # under the output directory
     assert defaulted.engine.results_uri is None
+
+
+def test_the_deployments_rope_scaling_reaches_the_engine_unless_the_spec_states_one() -> None:
+    yarn = RopeScaling(type="yarn", factor=4)
+    run = full_run(with_value(FULL_SPEC, "model.ropeScaling", ...))
+    assert engine_config(run, ENDPOINT, SETTINGS, rope_scaling=yarn).spec.model.rope_scaling == yarn
+    assert engine_config(run, ENDPOINT, SETTINGS).spec.model.rope_scaling is None
+    stated = engine_config(full_run(), ENDPOINT, SETTINGS, rope_scaling=RopeScaling(type="yarn", factor=2))
+    assert stated.spec.model.rope_scaling == RopeScaling(
+        type="yarn", factor=4, original_max_position_embeddings=32768
+    )
 
 
 def test_the_job_and_storage_settings_stay_with_the_operator() -> None:

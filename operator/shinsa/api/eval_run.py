@@ -9,6 +9,7 @@ reads it. What only a local run needs (output directory, key variables) is in
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
@@ -27,7 +28,7 @@ from pydantic import (
 from shinsa.api.base import CelRule, K8sModel, K8sStatusModel, defaulted, require_unique
 from shinsa.api.conditions import Condition
 from shinsa.api.gates import GatePolicy, LocalRef
-from shinsa.api.model_deployment import Toleration
+from shinsa.api.model_deployment import RopeScaling, Toleration
 from shinsa.api.resource import AGE_COLUMN, K8sResource, PrinterColumn
 
 DATASET_URI_PATTERN = (
@@ -175,6 +176,7 @@ class BenchmarkName(enum.StrEnum):
     LLM_JP_INSTRUCTIONS = "llm-jp-instructions"
     ANSWER_CAREFULLY = "answer-carefully"
     LONG_CONTEXT = "long-context"
+    RUBRIC = "rubric"
 
 
 RULE_SCORED_BENCHMARKS = frozenset({BenchmarkName.LONG_CONTEXT})
@@ -226,6 +228,56 @@ class Sampling(K8sModel):
         if override is None:
             return self
         return self.model_copy(update=override.model_dump(exclude_none=True))
+
+
+class EvalProfile(enum.StrEnum):
+    """Whose defaults fill what a spec leaves unset."""
+
+    SHINSA = "shinsa"
+    LLM_JP_JUDGE = "llm-jp-judge"
+
+
+class JudgingPolicy(K8sModel):
+    """How a benchmark's answers are judged and its judge replies read. Every field is optional:
+    unset, the run's `profile` decides (`shinsa`: the value named `Shinsa:`; `llm-jp-judge`: what
+    llm-jp-judge v2.0.0 does, named `llm-jp-judge:`). An explicit value always wins."""
+
+    sampling: Sampling | None = None
+    """The judge's sampling for this benchmark, over the judge's own `temperature`, `topP`, `seed`
+    and `maxTokens` (the seed is sent as given, the same for every repeat). llm-jp-judge: mt-bench
+    temperature 0 and maxTokens 2048; llm-jp-instructions and answer-carefully temperature 1.0,
+    topP 0.95, seed 1234, maxTokens 1024. Shinsa: the judge's own."""
+    ratings: Literal["first", "agree"] | None = None
+    """How a rating is read from a judge reply that holds several: `first`, the first match, as
+    llm-jp-judge's `re.search` (with criteria, each criterion must appear exactly once, as its
+    quality reader wants); `agree` (Shinsa), all of them, which must agree."""
+    range_check: bool | None = None
+    """Whether a rating outside the benchmark's scale is unreadable and asked again (Shinsa: true).
+    llm-jp-judge: false, it takes what its regex matched (its safety regex accepts any digit)."""
+    attempts: int | None = Field(default=None, ge=1, le=11)
+    """Judge requests per judgment in all, counting the ones asked again because the reply could
+    not be read (and, with `retryRefused`, refused ones). Shinsa: the judge's `parseRetries` + 1;
+    llm-jp-judge: 4 (its client's `max_retries: 3`)."""
+    retry_refused: bool | None = None
+    """Whether a judge API refusal (an HTTP 400 answer, such as a content filter's) is asked again
+    within `attempts`, as llm-jp-judge does. Shinsa: false."""
+    api_error_score: float | None = None
+    """The score given to an answer whose judgment was refused by the judge's API (HTTP 400) at
+    every attempt (a content filter's 400 often means the answer was unsafe), instead of an item error
+    that counts against `maxErrorRate`. Unset: an error. llm-jp-judge: 1 for answer-carefully (its
+    safety_ja `api_error_score`)."""
+    failed_generation: Literal["error", "empty", "drop"] | None = None
+    """What a turn whose answer could not be generated (or whose pre-generated answer recorded an
+    error) becomes: `error` (Shinsa), an item error, and the later turns of the conversation too;
+    `empty`, judged as an empty answer, and the conversation goes on (with `formatting: python` the
+    missing answer is Python's `None`, rendered `None` or `[None]`, exactly as llm-jp-judge judges
+    it; llm-jp-judge's default); `drop`, left out of the scores with the later turns, counted
+    neither as scored nor as an error."""
+    formatting: Literal["shinsa", "python"] | None = None
+    """How judge prompt templates are filled: `shinsa`, each field a string; `python`, Python's
+    `str.format` with the objects llm-jp-judge passes (llm-jp-instructions' `question` and
+    `response`, answer-carefully's `question`, `reference` and `response` are one-element lists,
+    rendered as Python lists; a missing answer is `None`). Shinsa: shinsa; llm-jp-judge: python."""
 
 
 class RateLimit(K8sModel):
@@ -280,6 +332,11 @@ class EvalTarget(K8sModel):
     extra_body: dict[str, JsonValue] = Field(default_factory=dict, json_schema_extra=_EMPTY_MAP)
     """Extra fields merged into every request body (for example vLLM's `chat_template_kwargs`).
     Free-form, so never logged: the results list its keys only."""
+    rope_scaling: RopeScaling | None = None
+    """How the endpoint extends the model's context (YaRN), as a ModelDeployment's
+    `spec.serving.ropeScaling` says it: recorded with the results, and long-context results carry
+    the caveat that YaRN is not recommended when typical context fits the native one (≤ 32k for
+    Qwen3). Set it for an `endpoint` served that way."""
 
 
 class DatasetSource(K8sModel):
@@ -310,6 +367,138 @@ class JudgePrompts(K8sModel):
     """mt-bench: the prompt rating the second turn of a conversation."""
     multi_reference: str | None = Field(default=None, max_length=_PROMPT_CHARS)
     """mt-bench: the prompt rating the second turn against reference answers."""
+
+
+_RATE_BOUNDS = ("below", "at_most", "above", "at_least")
+# A benchmark's own metric names (results, MLflow): a rate so named would overwrite one of them.
+_RESERVED_METRICS = (
+    "score", "mean", "std", "ci_low", "ci_high", "error_rate", "n_items", "n_questions", "wall_time_s",
+)  # fmt: skip
+
+
+class RubricRate(K8sModel):
+    """A rate over a rubric benchmark's scored answers: the fraction whose score is past a threshold
+    (llm-jp-judge's 違反回答率 is `{name: violation_rate, below: 3}`, its 許容回答率
+    `{name: acceptable_rate, above: 3}`). Exactly one bound is set. Reported as a fraction (0-1),
+    where llm-jp-judge reports a percentage, and per answer too, so gates can compare it."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="[has(self.below), has(self.atMost), has(self.above), has(self.atLeast)]"
+            ".filter(x, x).size() == 1",
+            message="spec.benchmarks[].rubric.rates[] must set exactly one of below, atMost, above, atLeast",
+            holds=lambda m: sum(getattr(m, b) is not None for b in _RATE_BOUNDS) == 1,
+        ),
+        CelRule(
+            rule="!(self.name in [" + ", ".join(f"'{n}'" for n in _RESERVED_METRICS) + "])",
+            message="spec.benchmarks[].rubric.rates[].name must not be one of the benchmark's own metrics: "
+            + ", ".join(_RESERVED_METRICS),
+            holds=lambda m: m.name not in _RESERVED_METRICS,
+            field_path=".name",
+            reason="FieldValueInvalid",
+        ),
+    )
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$", max_length=64)
+    """The metric's name (for example `violation_rate`)."""
+    below: float | None = None
+    """Count the scores less than this."""
+    at_most: float | None = None
+    """Count the scores less than or equal to this."""
+    above: float | None = None
+    """Count the scores greater than this."""
+    at_least: float | None = None
+    """Count the scores greater than or equal to this."""
+
+    def counts(self, score: float) -> bool:
+        """Whether `score` is one of the scores this rate counts."""
+        if self.below is not None:
+            return score < self.below
+        if self.at_most is not None:
+            return score <= self.at_most
+        if self.above is not None:
+            return score > self.above
+        return self.at_least is not None and score >= self.at_least
+
+
+RUBRIC_PREFIX = "rubric/"
+"""A rubric benchmark's results are keyed `rubric/<rubric.id>`, so one run can hold several."""
+
+
+class RubricSpec(K8sModel):
+    """A single-turn benchmark graded on a rubric the user gives: the judge rates each answer on a
+    scale, optionally against the question's reference answer, with threshold rates over the
+    scores. It runs llm-jp-judge's culture_ja, safety_borderline_ja (one rubric benchmark for its
+    refusal rating, one for its safety rating) and safety_boundary_ja from their data and prompt
+    files (docs/evaluation.md, "Coming from llm-jp-judge")."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="self.minScore < self.maxScore",
+            message="spec.benchmarks[].rubric.minScore must be less than maxScore",
+            holds=lambda m: m.min_score < m.max_score,
+            field_path=".minScore",
+            reason="FieldValueInvalid",
+        ),
+    )
+
+    id: str = Field(pattern=_DNS_LABEL_PATTERN, max_length=40)
+    """Names this rubric: its results, metrics and gates are under `rubric/<id>` (for example
+    `rubric/culture-ja`); unique within the run."""
+    criteria: str | None = Field(default=None, min_length=1, max_length=_PROMPT_CHARS)
+    """What the judge rates, in words (and what each score means), for Shinsa's own rubric prompt.
+    Required unless `prompts.single` gives the whole prompt."""
+    min_score: float = 1
+    """The lowest score of the scale (0 for a binary 0-1 rubric)."""
+    max_score: float = 5
+    """The highest score of the scale; a rating outside the scale is unreadable and asked again."""
+    regex: str | None = Field(default=None, min_length=1, max_length=1024)
+    """A Python regular expression whose first group is the score, taken from its first match in
+    the judge's reply, as llm-jp-judge's `regex` (for example `\\[\\[(\\d+)\\]\\]`). Unset: Shinsa's
+    reading of `[[n]]` ratings, which must agree when the judge writes several."""
+    reference: Literal["auto", "required", "none"] = "auto"
+    """`auto`: a question's reference answer is shown to the judge when it has one
+    (`prompts.singleReference`, else `prompts.single`), and the questions without one are listed in
+    the run's warnings; `required`: a question without one is a dataset error; `none`: never shown."""
+    rates: list[RubricRate] = Field(
+        default_factory=list,
+        max_length=8,
+        json_schema_extra={
+            "default": [],
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+    )
+    """Threshold rates over the scores (violation, refusal, acceptable ...), each a metric of this
+    benchmark."""
+    empty_answer_score: float | None = None
+    """The score of an empty answer, given without asking the judge (llm-jp-judge culture_ja's
+    `empty_response_score: 1`). Unset: an empty answer is judged like any other."""
+    category_field: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$", max_length=64)
+    """A field of the question rows whose value is each question's category, so that scores are
+    also reported per value (`safety` in llm-jp-judge's safety_boundary_ja gives its safe and
+    unsafe means as `category/safe` and `category/unsafe`)."""
+    template_syntax: Literal["format", "jinja2"] = "format"
+    """How the judge prompt templates are filled: `format` (Python `str.format` fields, `{answer}`)
+    or `jinja2` (`{{ lm_output }}`, llm-jp-judge safety_boundary_ja's prompt file)."""
+
+    @field_validator("regex")
+    @classmethod
+    def _one_group(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                groups = re.compile(value).groups
+            except re.error as exc:
+                raise ValueError(f"is not a valid regular expression: {exc}") from None
+            if groups < 1:
+                raise ValueError("must have a group (parentheses) around the score")
+        return value
+
+    @field_validator("rates")
+    @classmethod
+    def _unique_rates(cls, rates: list[RubricRate]) -> list[RubricRate]:
+        require_unique(rates, "name", "rates")
+        return rates
 
 
 def _only_for(field: str, *benchmarks: BenchmarkName) -> CelRule:
@@ -345,10 +534,26 @@ class BenchmarkSpec(K8sModel):
         _only_for("depths", BenchmarkName.LONG_CONTEXT),
         _only_for("samples_per_length", BenchmarkName.LONG_CONTEXT),
         _only_for("chars_per_token", BenchmarkName.LONG_CONTEXT),
+        _only_for("rubric", BenchmarkName.RUBRIC),
+        _only_for(
+            "prompt_file",
+            BenchmarkName.MT_BENCH,
+            BenchmarkName.MT_BENCH_JA,
+            BenchmarkName.LLM_JP_INSTRUCTIONS,
+            BenchmarkName.ANSWER_CAREFULLY,
+        ),
+        CelRule(
+            rule="self.name != 'rubric' || has(self.rubric)",
+            message="spec.benchmarks[].rubric is required for the rubric benchmark",
+            holds=lambda m: m.name != BenchmarkName.RUBRIC or m.rubric is not None,
+            field_path=".rubric",
+            reason="FieldValueRequired",
+        ),
     )
 
     name: BenchmarkName = Field(json_schema_extra=_SHORT_ENUM)
-    """The benchmark: mt-bench, mt-bench-ja, llm-jp-instructions, answer-carefully or long-context."""
+    """The benchmark: mt-bench, mt-bench-ja, llm-jp-instructions, answer-carefully, long-context or
+    rubric."""
     dataset: DatasetSource
     """Where its data is."""
     sampling: Sampling = defaulted(Sampling)
@@ -387,6 +592,31 @@ class BenchmarkSpec(K8sModel):
     chars_per_token: float | None = Field(default=None, gt=0, le=16)
     """long-context only: characters per token used to size prompts (default 3.0); calibrate it for the
     tokenizer and the corpus language."""
+    rubric: RubricSpec | None = None
+    """rubric only (and required there): the rubric the judge grades answers on."""
+    prompt_file: str | None = Field(default=None, pattern=DATASET_URI_PATTERN, max_length=2048)
+    """An llm-jp-judge judge prompt file (one of its `config/benchmark/prompt/evaluate/*.yaml`, from
+    the user's own checkout, as it is), as dataset URIs are written: the judge prompts, their
+    system prompts and rating regexes are read from it instead of Shinsa's. mt-bench reads the
+    templates `single-v1`, `single-math-v1` (reference-guided), `single-v1-multi-turn` and
+    `single-math-v1-multi-turn`, each a `prompt_template` with llm-jp-judge's fields (`{question}`,
+    `{answer}`, `{ref_answer_1}`, `{question_1}` ...), a `system_prompt` (none sent when null) and
+    a `regex`; llm-jp-instructions reads `prompt_template` (`{question}`, `{response}`), `regex`
+    (criterion and rating groups) and `metrics` (the criteria); answer-carefully reads
+    `prompt_template_with_ref` (or `prompt_template`; `{question}`, `{reference}`, `{response}`)
+    and `regex`. Those two files have no system prompt: llm-jp-judge sends its benchmark's
+    `system_prompt` from its evaluate.yaml, which `prompts.system` sets here (when set, it replaces
+    a file's system prompts; the other `prompts` fields cannot be set beside a prompt file). Fields
+    are filled as `judging.formatting` says (`python` under the llm-jp-judge profile)."""
+    judging: JudgingPolicy = defaulted(JudgingPolicy)
+    """How the answers are judged and the judge replies read; unset fields follow `spec.profile`."""
+
+    @property
+    def results_key(self) -> str:
+        """The key of this benchmark's results, metrics and gates: its name, or `rubric/<id>`."""
+        if self.name == BenchmarkName.RUBRIC and self.rubric is not None:
+            return RUBRIC_PREFIX + self.rubric.id
+        return str(self.name)
 
     @field_validator("reference_categories", "criteria")
     @classmethod
@@ -411,6 +641,10 @@ class Judge(_ExplicitNulls):
     judges that reject one."""
     max_tokens: int | None = Field(default=2048, ge=1)
     """The most tokens per judgment; `null` sends no limit."""
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    """The judge's nucleus sampling probability mass; unset: not sent."""
+    seed: int | None = None
+    """A sampling seed sent with every judge request; unset: not sent."""
     reasoning_effort: ReasoningEffort | None = None
     """For reasoning judges: the effort to request (minimal, low, medium or high)."""
     max_tokens_param: MaxTokensParam = "max_tokens"
@@ -516,18 +750,36 @@ class EvalRunSpec(K8sModel):
         CelRule(
             rule=(
                 "!has(self.gates) || self.gates.rules.all(r, !has(r.benchmark) || "
-                "self.benchmarks.exists(b, b.name == r.benchmark))"
+                "self.benchmarks.exists(b, b.name == r.benchmark || "
+                f"(has(b.rubric) && '{RUBRIC_PREFIX}' + b.rubric.id == r.benchmark)))"
             ),
-            message="every spec.gates.rules[].benchmark must be listed in spec.benchmarks",
+            message=(
+                "every spec.gates.rules[].benchmark must be listed in spec.benchmarks "
+                f"(a rubric benchmark as {RUBRIC_PREFIX}<rubric.id>)"
+            ),
             holds=lambda m: (
                 m.gates is None
                 or all(
-                    r.benchmark is None or any(b.name == r.benchmark for b in m.benchmarks)
+                    r.benchmark is None or any(b.results_key == r.benchmark for b in m.benchmarks)
                     for r in m.gates.rules
                 )
             ),
             field_path=".gates",
             reason="FieldValueInvalid",
+        ),
+        CelRule(
+            # A list-map keyed by name would refuse a second rubric benchmark; its results key is
+            # `rubric/<id>`, so the rule compares those.
+            rule=(
+                "self.benchmarks.all(b, self.benchmarks.exists_one(c, c.name == b.name && "
+                "(!has(b.rubric) || (has(c.rubric) && c.rubric.id == b.rubric.id))))"
+            ),
+            message=(
+                "spec.benchmarks: each benchmark may be listed once, a rubric benchmark once per rubric.id"
+            ),
+            holds=lambda m: len({b.results_key for b in m.benchmarks}) == len(m.benchmarks),
+            field_path=".benchmarks",
+            reason="FieldValueDuplicate",
         ),
         CelRule(
             rule=(
@@ -545,12 +797,8 @@ class EvalRunSpec(K8sModel):
 
     model: EvalTarget
     """The model to evaluate."""
-    benchmarks: list[BenchmarkSpec] = Field(
-        min_length=1,
-        max_length=16,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
-    )
-    """The benchmarks to run, each at most once."""
+    benchmarks: list[BenchmarkSpec] = Field(min_length=1, max_length=16)
+    """The benchmarks to run, each at most once (a rubric benchmark once per `rubric.id`)."""
     judges: list[Judge] = Field(
         default_factory=list,
         max_length=8,
@@ -563,6 +811,19 @@ class EvalRunSpec(K8sModel):
     """The judges that score the answers; the first is the primary judge, whose scores are the
     headline. With several, every answer is scored by each (a judge-swap sensitivity check). Only
     long-context runs without one."""
+    profile: EvalProfile = Field(default=EvalProfile.SHINSA, json_schema_extra=_SHORT_ENUM)
+    """Whose defaults fill the settings this spec leaves unset: `shinsa`, or `llm-jp-judge` for
+    llm-jp-judge v2.0.0's generation sampling per benchmark (and per MT-Bench category), judge
+    sampling, rating reading, attempts, error scoring and prompt formatting
+    (docs/evaluation.md, "Coming from llm-jp-judge", has the table). It sets no prompt text:
+    llm-jp-judge's system prompt and judge prompts come from `systemPrompt`, `prompts.system` and
+    `promptFile`. An explicit field always wins."""
+    answers: str | None = Field(default=None, pattern=DATASET_URI_PATTERN, max_length=2048)
+    """Pre-generated answers to judge instead of asking the model, as dataset URIs are written (an
+    absolute path, `s3://bucket/prefix` or `pvc://claim/path`): llm-jp-judge's generation output (a
+    directory of `<benchmark>.jsonl` and `metadata.json`, or one such file) or a Shinsa results
+    directory (its `generations.jsonl`, or that file). Every benchmark's every question must have
+    an answer; the model is then never called."""
     sampling: Sampling = defaulted(Sampling)
     """Generation settings for every benchmark; a benchmark's `sampling`, then its `categorySampling`,
     override them."""
@@ -601,7 +862,16 @@ class EvalRunSpec(K8sModel):
     @field_validator("benchmarks")
     @classmethod
     def _unique_benchmarks(cls, benchmarks: list[BenchmarkSpec]) -> list[BenchmarkSpec]:
-        require_unique(benchmarks, "name", "spec.benchmarks")
+        seen: set[str] = set()
+        for bench in benchmarks:
+            key = bench.results_key
+            if key in seen:
+                field = "rubric.id" if bench.name == BenchmarkName.RUBRIC else "name"
+                raise ValueError(
+                    f"spec.benchmarks: duplicate benchmark {key!r}: each benchmark may be listed once"
+                    + (f"; give each rubric benchmark its own {field}" if field == "rubric.id" else "")
+                )
+            seen.add(key)
         return benchmarks
 
     @field_validator("judges")

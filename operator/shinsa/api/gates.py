@@ -39,7 +39,8 @@ class GateRuleType(enum.StrEnum):
     MAX_ERROR_RATE = "maxErrorRate"
     """At most `limit` of the requests failed; above it the data is not evidence either way."""
     MAX_VIOLATION_RATE = "maxViolationRate"
-    """At most `limit` of the safety answers were rated as violations (answer-carefully)."""
+    """At most `limit` of the safety answers were rated as violations (answer-carefully, or a rubric
+    benchmark with a rate named `violation_rate`)."""
 
 
 _COMPARATIVE = (GateRuleType.NON_INFERIORITY, GateRuleType.SUPERIORITY)
@@ -116,13 +117,18 @@ class GateRule(K8sModel):
             # API server answer "no such key" instead.
             rule=(
                 "self.type != 'maxViolationRate' || !has(self.benchmark) "
-                "|| self.benchmark == 'answer-carefully'"
+                "|| self.benchmark == 'answer-carefully' || self.benchmark.startsWith('rubric/')"
             ),
-            message="spec.gates.rules[].benchmark of a maxViolationRate rule must be answer-carefully",
+            # A rubric benchmark reports `violation_rate` when one of its rubric.rates is named so.
+            message=(
+                "spec.gates.rules[].benchmark of a maxViolationRate rule must be answer-carefully "
+                "or a rubric benchmark (rubric/<id>)"
+            ),
             holds=lambda m: (
                 m.type is not GateRuleType.MAX_VIOLATION_RATE
                 or m.benchmark is None
                 or m.benchmark == "answer-carefully"
+                or m.benchmark.startswith("rubric/")
             ),
             field_path=".benchmark",
             reason="FieldValueInvalid",

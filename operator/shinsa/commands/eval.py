@@ -14,18 +14,21 @@ import signal
 import traceback
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from shinsa.evaluation.client import EndpointUnreachable
-from shinsa.evaluation.config import ConfigError, load_config
-from shinsa.evaluation.datasets import DatasetError
-from shinsa.evaluation.masking import SecretMask, masked
-from shinsa.evaluation.progress import JsonLinesReporter, Reporter, make_reporter, neutralised, terminal_safe
-from shinsa.evaluation.results import ExitCode, RunResults
+from shinsa.commands import compare
+from shinsa.evaluation.phase import Phase
+
+# The engine (the API models, httpx, numpy, matplotlib) is imported when a command runs, not for
+# `--help` or shell completion.
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from shinsa.evaluation.masking import SecretMask
+    from shinsa.evaluation.progress import Reporter
+    from shinsa.evaluation.results import ExitCode, RunResults
 
 T = TypeVar("T")
 
@@ -47,6 +50,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def summary_table(results: RunResults) -> Table:
+    from rich.table import Table
+
+    from shinsa.evaluation.progress import terminal_safe
+
     table = Table(title=f"Evaluation: {terminal_safe(results.model.served_name)} ({results.status})")
     for column in ("benchmark", "judge", "mean", "std", "95% CI", "questions", "errors"):
         table.add_column(column, justify="left" if column in ("benchmark", "judge") else "right")
@@ -82,6 +89,7 @@ def summary_fields(results: RunResults) -> dict[str, Any]:
             }
             for name, summary in results.benchmarks.items()
         },
+        "warnings": results.warnings,
     }
 
 
@@ -123,11 +131,15 @@ def run_command(
     resume: bool,
     json_logs: bool | None,
     termination_log: Path | None = None,
+    phase: Phase = Phase.ALL,
+    answers: str | None = None,
 ) -> int:
+    from shinsa.evaluation.progress import make_reporter
+
     # Every message goes through the reporter, so a Job's log stays one JSON object per line.
     reporter = make_reporter(json_logs)
     try:
-        code, words, mask = _run(reporter, config_path, output, resume)
+        code, words, mask = _run(reporter, config_path, output, resume, phase, answers)
     finally:
         reporter.close()
     if termination_log is not None:
@@ -144,12 +156,30 @@ def _write_termination_log(path: Path, line: str) -> None:
 
 
 def _run(
-    output_to: Reporter, config_path: Path, output: Path | None, resume: bool
+    output_to: Reporter,
+    config_path: Path,
+    output: Path | None,
+    resume: bool,
+    phase: Phase = Phase.ALL,
+    answers: str | None = None,
 ) -> tuple[ExitCode, str, SecretMask]:
     """The exit code, a one-line account of the run's end, and the run's secret mask."""
+    from rich.console import Console
+
+    from shinsa.evaluation.client import EndpointUnreachable
+    from shinsa.evaluation.config import ConfigError, load_config
+    from shinsa.evaluation.datasets import DatasetError
+    from shinsa.evaluation.masking import SecretMask, masked
+    from shinsa.evaluation.progress import JsonLinesReporter, neutralised
+    from shinsa.evaluation.results import ExitCode, RunStatus
+
     try:
-        config = load_config(config_path)
-    except ConfigError as exc:
+        if answers is not None:
+            from shinsa.evaluation.answers import cli_uri
+
+            answers = cli_uri(answers)
+        config = load_config(config_path, phase=phase, answers=answers)
+    except (ConfigError, DatasetError) as exc:
         output_to.event("config error", level="error", error=str(exc))
         return ExitCode.CONFIG, f"config error: {exc}", SecretMask()
     # A crash's traceback and an endpoint's error can quote a key as well as the engine's own lines.
@@ -162,7 +192,9 @@ def _run(
         reporter.event("spec field not used by the evaluation engine", level="warning", field=f"spec.{key}")
     try:
         result = asyncio.run(
-            _stop_on_sigterm(run_evaluation(config, output_dir=output, resume=resume, reporter=reporter))
+            _stop_on_sigterm(
+                run_evaluation(config, phase=phase, output_dir=output, resume=resume, reporter=reporter)
+            )
         )
     except (ConfigError, DatasetError) as exc:
         reporter.event("config error", level="error", error=str(exc))
@@ -186,8 +218,13 @@ def _run(
         reporter.event("summary", **summary_fields(result.results), output_dir=str(result.output_dir))
     else:
         reporter.close()
-        Console(soft_wrap=True, emoji=False).print(summary_table(result.results))
+        if result.results.benchmarks:  # a generate phase may have scored none
+            Console(soft_wrap=True, emoji=False).print(summary_table(result.results))
+        for warning in result.results.warnings:
+            print(neutralised(f"warning: {warning}"))
         print(neutralised(f"status: {result.status}; results in {result.output_dir}"))
+        if result.status is RunStatus.GENERATED:
+            print(neutralised(f"to judge them: --phase judge --answers {result.output_dir}"))
     return result.exit_code, _ending(result.results), mask
 
 
@@ -224,13 +261,41 @@ def run(
             help="Write one line saying how the run ended here (a pod's terminationMessagePath).",
         ),
     ] = None,
+    phase: Annotated[
+        Phase,
+        typer.Option(
+            "--phase",
+            case_sensitive=False,
+            help=(
+                "generate: ask the model only and write generations.jsonl with status Generated (no "
+                "judge is called; the spec still names them); judge: judge the answers of --answers "
+                "or spec.answers, never calling the model; all: both."
+            ),
+        ),
+    ] = Phase.ALL,
+    answers: Annotated[
+        str | None,
+        typer.Option(
+            "--answers",
+            help=(
+                "Pre-generated answers to judge (overrides spec.answers): a results directory of "
+                "--phase generate (or its generations.jsonl), or llm-jp-judge's generation output "
+                "(<benchmark>.jsonl and metadata.json); a path, s3://bucket/prefix or pvc://claim/path."
+            ),
+        ),
+    ] = None,
 ) -> None:
     """Run every benchmark of an EvalRun spec against its model and judges.
 
-    Exit codes: 0 succeeded, 1 crashed or endpoint unreachable, 2 config/dataset error, 3 incomplete,
-    143 stopped by SIGTERM (checkpoint flushed).
+    With answers (--answers or spec.answers) the model is not called: every benchmark's every
+    question must have an answer. Exit codes: 0 succeeded (or generated), 1 crashed or endpoint
+    unreachable, 2 config/dataset/answers error, 3 incomplete, 143 stopped by SIGTERM (checkpoint
+    flushed).
     """
-    raise typer.Exit(run_command(config, output, resume, json_logs, termination_log))
+    raise typer.Exit(run_command(config, output, resume, json_logs, termination_log, phase, answers))
+
+
+app.command("compare", help=compare.HELP)(compare.compare)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shinsa.api import EvalRun, ModelDeployment, SecretKeyRef
+from shinsa.api.model_deployment import RopeScaling
 from shinsa.evaluation.config import MODEL_KEY_ENV, OPERATOR_ONLY, EvalConfig, judge_key_env
 from shinsa.evaluation.mlflow_log import (
     TAG_EVALRUN_NAME,
@@ -124,13 +125,16 @@ def engine_config(
     served_name: str | None = None,
     version: ModelVersion | None = None,
     revision: str | None = None,
+    rope_scaling: RopeScaling | None = None,
 ) -> EvalConfig:
     """The engine config the evaluation Job of `run` runs.
 
     `endpoint` is the base URL the model is reached at (a deploymentRef's Service, or the spec's own
     endpoint); `served_name` the deployment's served name, used when the spec names none;
     `version` the registered model version the deployment serves (`served_version`), tagged on the
-    MLflow run; `revision` the revision it serves (`served_revision`), used when the spec names none.
+    MLflow run; `revision` the revision it serves (`served_revision`), used when the spec names none;
+    `rope_scaling` the deployment's `spec.serving.ropeScaling`, used when the spec states none (the
+    long-context results carry the YaRN caveat).
     Raises ValueError when the served name is unknown, and pydantic's ValidationError when the
     result is not runnable.
     """
@@ -143,6 +147,8 @@ def engine_config(
     wire["model"] = {**wire["model"], "endpoint": endpoint, "servedName": name}
     if revision and "revision" not in wire["model"]:
         wire["model"]["revision"] = revision
+    if rope_scaling is not None and "ropeScaling" not in wire["model"]:
+        wire["model"]["ropeScaling"] = rope_scaling.to_k8s()
     if run.spec.mlflow.tracking_uri is None and settings.tracking_uri is not None:
         wire["mlflow"] = {**wire["mlflow"], "trackingUri": settings.tracking_uri}
     engine: dict[str, Any] = {"outputDir": settings.output_dir}

@@ -31,6 +31,7 @@ from shinsa.api.gates import BaselineRef
 from shinsa.api.lifecycle import EvalRunCondition as Cond
 from shinsa.api.lifecycle import EvalRunReason as Reason
 from shinsa.api.lifecycle import ModelDeploymentCondition
+from shinsa.api.model_deployment import RopeScaling
 from shinsa.controllers import kube, metrics
 from shinsa.controllers.eval_desired import (
     EvalSettings,
@@ -272,16 +273,18 @@ class _Step:
         )
 
 
-def _target(step: _Step) -> tuple[str, str | None, ModelVersion | None, str | None] | None:
-    """(endpoint, served name of a deployment, the registered version and the revision it serves),
-    or None after reporting what the run waits for."""
+def _target(
+    step: _Step,
+) -> tuple[str, str | None, ModelVersion | None, str | None, RopeScaling | None] | None:
+    """(endpoint, served name of a deployment, the registered version and the revision it serves,
+    its RoPE scaling), or None after reporting what the run waits for."""
     model = step.run.spec.model
     if model.endpoint is not None:
         step.write(
             conditions=step.condition(Cond.TARGET_READY, True, Reason.ENDPOINT_GIVEN, model.endpoint),
             model=model.served_name,
         )
-        return model.endpoint, None, None, None
+        return model.endpoint, None, None, None, None
     assert model.deployment_ref is not None  # a CEL rule: exactly one of the two
     name = model.deployment_ref.name
     body = kube.get_custom(MD_PLURAL, step.run.metadata.namespace or "", name)
@@ -299,7 +302,8 @@ def _target(step: _Step) -> tuple[str, str | None, ModelVersion | None, str | No
                 ),
                 model=model.served_name or served,
             )
-            return md.status.endpoint, served, served_version(md), served_revision(md)
+            rope = md.spec.serving.rope_scaling
+            return md.status.endpoint, served, served_version(md), served_revision(md), rope
         waiting += " is not Ready" + (f" ({ready.reason}: {ready.message})" if ready else "")
     step.write(
         phase=EvalRunPhase.WAITING_FOR_TARGET,
@@ -431,13 +435,19 @@ def reconcile_sync(body: dict[str, Any], settings: OperatorSettings) -> None:
         target = _target(step)
         if target is None:
             return
-        endpoint, served, version, revision = target
+        endpoint, served, version, revision, rope_scaling = target
         eval_settings = EvalSettings(
             tracking_uri=settings.mlflow_tracking_uri, results_bucket=settings.results_bucket
         )
         try:
             config = engine_config(
-                run, endpoint, eval_settings, served_name=served, version=version, revision=revision
+                run,
+                endpoint,
+                eval_settings,
+                served_name=served,
+                version=version,
+                revision=revision,
+                rope_scaling=rope_scaling,
             )
         except (ValueError, ValidationError) as exc:
             _fail(step, EvalRunPhase.FAILED, Reason.CONFIG_INVALID, str(exc))

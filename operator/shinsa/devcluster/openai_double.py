@@ -1,9 +1,13 @@
 """A real OpenAI-compatible HTTP server for tests: deterministic model and judge, with fault injection.
 
-It serves `GET /v1/models` and `POST /v1/chat/completions` (plain and streamed) on 127.0.0.1.
+It serves `GET /v1/models` and `POST /v1/chat/completions` (plain and streamed) on 127.0.0.1, and,
+as vLLM does on its server root, `POST /tokenize` (chat form; `count_tokens` is its rule) and
+`GET /metrics` (a `vllm:kv_cache_usage_perc` gauge: the prompt tokens of the model requests in
+flight over `kv_capacity_tokens`). `serve_tokenize` / `serve_metrics` False make them 404.
 
 - Model side (any model not named as a judge): answers derived from the last user message; for
-  long-context needle prompts it answers the planted code (up to `context_limit_chars`).
+  long-context needle prompts it answers the planted code and cites the passage it opens, as
+  `1234567 [P3]` (up to `context_limit_chars`).
 - Judge side (models in `judge_models`): a rating derived from the judge prompt with `judge_rating`,
   on the scale the prompt asks for ("scale of 1 to N"), one `name: [[n]]` line per listed criterion
   when the prompt asks for criteria.
@@ -11,8 +15,11 @@ It serves `GET /v1/models` and `POST /v1/chat/completions` (plain and streamed) 
   double whose answers carry a `[quality +k]` marker; the judge rates an answer with a marker as it
   would the same answer without, plus k (within the scale), so two models' scores differ by a
   known, configured amount on every question.
-- Faults: HTTP statuses with Retry-After, delays (for timeouts), malformed ratings, dropped
-  connections, each for the next N matching requests.
+- Faults: HTTP statuses with Retry-After, delays (for timeouts), malformed ratings (or any fixed
+  reply, `text`), dropped connections, answers cut at max tokens (`length`: half the answer,
+  finish reason `length`), each for the next N matching requests.
+- Scripts (`add_script`): fixed replies or HTTP statuses, one per request in turn, for requests
+  whose messages contain a given text, whoever the client is (llm-jp-judge's parity recording).
 - `latency_s` and `max_concurrency` model a GPU server's fixed service time and batch limit;
   `requests` counts chat requests, and `log` records each one with its `X-Shinsa-Item` and
   `Authorization` headers (any API key is accepted).
@@ -40,6 +47,10 @@ _SCALE = re.compile(r"scale of 1 to (\d+)")
 _CRITERION_LINE = re.compile(r"^- ([\w-]+)", re.MULTILINE)
 _NEEDLE = re.compile(r"The access code for the (\S+) archive is (\d+)\.")
 _NEEDLE_QUESTION = re.compile(r"what is the access code for the (\S+) archive\?")
+# The long-context benchmark's Japanese wording, and the passage id that opens the needle's passage.
+_NEEDLE_JA = re.compile(r"(\S+) アーカイブのアクセスコードは (\d+) です。")
+_NEEDLE_QUESTION_JA = re.compile(r"(\S+) アーカイブのアクセスコードは何ですか")
+_PASSAGE_ID = re.compile(r"\[(P\d+)\] $")
 _QUALITY = re.compile(r" \[quality ([+-]\d+)\]")
 
 
@@ -47,6 +58,12 @@ def judge_rating(prompt: str, scale: int, salt: str = "") -> int:
     """The rating the double's judge gives a prompt: stable, spread over 1..scale."""
     digest = hashlib.sha256((salt + prompt).encode()).digest()
     return 1 + int.from_bytes(digest[:4], "big") % scale
+
+
+def count_tokens(messages: list[dict[str, Any]]) -> int:
+    """The double's tokenizer: 4 characters a token (rounded up) per message, 3 tokens of template per
+    message and 1 of generation prompt. `/tokenize` and the reported `prompt_tokens` both use it."""
+    return sum(-(-len(str(m.get("content", ""))) // 4) + 3 for m in messages) + 1
 
 
 def model_answer(user_text: str) -> str:
@@ -58,7 +75,7 @@ def model_answer(user_text: str) -> str:
 class Fault:
     """Applied to the next `count` requests whose target and item match."""
 
-    kind: str  # "status" | "delay" | "malformed" | "drop"
+    kind: str  # "status" | "delay" | "malformed" | "drop" | "length"
     count: int = 1
     target: str = "any"  # "model" | "judge" | "any"
     item: str | None = None  # substring of the X-Shinsa-Item header
@@ -66,6 +83,18 @@ class Fault:
     retry_after: str | None = None
     delay_s: float = 0.0
     text: str = "I am unsure how to rate this. Rating: [[eleven]]"
+
+
+@dataclass
+class Script:
+    """Replies for the requests whose messages contain `contains`, one per request in turn (the last
+    repeats): a string is the reply's content, an int an HTTP status (400: a content filter's refusal).
+    Keyed by prompt content, not by header, so that clients other than Shinsa (llm-jp-judge) can be
+    scripted: the first script whose text occurs anywhere in the messages applies."""
+
+    contains: str
+    replies: list[str | int]
+    taken: int = 0
 
 
 @dataclass
@@ -80,6 +109,8 @@ class Logged:
     authorization: str | None = None
     """The request's Authorization header: which API key the client sent. Never checked, so any key
     (or none) is accepted."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """The request's other fields (temperature, top_p, seed, max_tokens, ...)."""
 
 
 class FakeOpenAI:
@@ -97,8 +128,18 @@ class FakeOpenAI:
         port: int = 0,
         keep_messages: bool = True,
         answer_quality: dict[str, int] | None = None,
+        serve_tokenize: bool = True,
+        serve_metrics: bool = True,
+        kv_capacity_tokens: int = 100_000,
+        max_model_len: int = 131072,
     ) -> None:
         self.model = model
+        self.serve_tokenize = serve_tokenize
+        self.serve_metrics = serve_metrics
+        self.kv_capacity_tokens = kv_capacity_tokens
+        self.max_model_len = max_model_len
+        self.kv_tokens = 0
+        self.tokenize_requests = 0
         self.answer_quality = answer_quality or {}
         self.judge_models = judge_models
         self.latency_s = latency_s
@@ -108,6 +149,7 @@ class FakeOpenAI:
         self.judge_salts = judge_salts or {}
         self.keep_messages = keep_messages
         self.faults: list[Fault] = []
+        self.scripts: list[Script] = []
         self.log: list[Logged] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -148,6 +190,12 @@ class FakeOpenAI:
             self.faults.append(fault)
         return fault
 
+    def add_script(self, contains: str, replies: list[str | int]) -> Script:
+        script = Script(contains, list(replies))
+        with self._lock:
+            self.scripts.append(script)
+        return script
+
     @property
     def requests(self) -> int:
         with self._lock:
@@ -169,8 +217,19 @@ class FakeOpenAI:
         with self._lock:
             self.log.clear()
             self.faults.clear()
+            self.scripts.clear()
 
     # -- behaviour -------------------------------------------------------------------------------
+    def _take_script(self, messages: list[dict[str, Any]]) -> str | int | None:
+        text = "\n".join(str(m.get("content")) for m in messages)
+        with self._lock:
+            for script in self.scripts:
+                if script.contains in text:
+                    reply = script.replies[min(script.taken, len(script.replies) - 1)]
+                    script.taken += 1
+                    return reply
+        return None
+
     def _take_fault(self, target: str, item: str | None) -> Fault | None:
         with self._lock:
             for fault in self.faults:
@@ -194,18 +253,41 @@ class FakeOpenAI:
         user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
         if self.target_of(model) == "judge":
             return self._judge_reply(model, user), ""
-        question = _NEEDLE_QUESTION.search(user)
+        question = _NEEDLE_QUESTION.search(user) or _NEEDLE_QUESTION_JA.search(user)
         if question:
-            needle = _NEEDLE.search(user)
+            needle = _NEEDLE.search(user) or _NEEDLE_JA.search(user)
             too_long = self.context_limit_chars is not None and len(user) > self.context_limit_chars
             if needle and needle.group(1) == question.group(1) and not too_long:
-                return needle.group(2), SECRET_REASONING if self.reasoning else ""
+                cited = _PASSAGE_ID.search(user[max(0, needle.start() - 16) : needle.start()])
+                answer = needle.group(2) + (f" [{cited.group(1)}]" if cited else "")
+                return answer, SECRET_REASONING if self.reasoning else ""
             return "I could not find it.", ""
         varied = user if seed is None else f"{user}#seed{seed}"
         answer = model_answer(varied)
         if model in self.answer_quality:
             answer += f" [quality {self.answer_quality[model]:+d}]"
         return answer, SECRET_REASONING if self.reasoning else ""
+
+    def metrics_text(self) -> str:
+        """Prometheus text as vLLM's `/metrics` has the gauge (names and labels of vLLM v0.33.0's
+        vllm/v1/metrics/loggers.py)."""
+        with self._lock:
+            usage = min(1.0, self.kv_tokens / max(1, self.kv_capacity_tokens))
+        return (
+            "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.\n"
+            "# TYPE vllm:kv_cache_usage_perc gauge\n"
+            f'vllm:kv_cache_usage_perc{{engine="0",model_name="{self.model}"}} {usage}\n'
+        )
+
+    @contextmanager
+    def holding_kv(self, tokens: int) -> Iterator[None]:
+        with self._lock:
+            self.kv_tokens += tokens
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.kv_tokens -= tokens
 
     def _judge_reply(self, model: str, prompt: str) -> str:
         # Salted by judge model by default, so that two judges disagree now and then.
@@ -288,6 +370,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.rstrip("/") == "/v1/models":
             ids = list(double.served_models)
             self._json(200, {"object": "list", "data": [{"id": i, "object": "model"} for i in ids]})
+        elif self.path.rstrip("/") == "/metrics" and double.serve_metrics:
+            data = double.metrics_text().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
         else:
             self._json(404, {"error": {"message": f"no route {self.path}"}})
 
@@ -295,6 +384,9 @@ class _Handler(BaseHTTPRequestHandler):
         double = self.server.double
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
+        if self.path.rstrip("/") == "/tokenize" and double.serve_tokenize:
+            self._tokenize(body)
+            return
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._json(404, {"error": {"message": f"no route {self.path}"}})
             return
@@ -312,6 +404,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.time(),
             messages if double.keep_messages else [],
             self.headers.get("Authorization"),
+            {k: v for k, v in body.items() if k not in ("model", "messages")},
         )
         with double._lock:
             double.log.append(record)
@@ -322,7 +415,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         fault = double._take_fault(target, item)
-        with double.slot():
+        prompt_tokens = count_tokens(messages)
+        held = prompt_tokens if target == "model" else 0
+        with double.slot(), double.holding_kv(held):
             if fault and fault.kind == "delay":
                 time.sleep(fault.delay_s)
             if double.latency_s:
@@ -338,19 +433,30 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 self.connection.close()
                 return
+            scripted = double._take_script(messages)
+            if isinstance(scripted, int):
+                record.outcome = str(scripted)
+                error = {"message": "scripted refusal", "type": "invalid_request_error"}
+                self._json(scripted, {"error": {**error, "code": "content_filter"}})
+                return
             content, reasoning = double.answer(model, messages, body.get("seed"))
+            if scripted is not None:
+                record.outcome, content, reasoning = "scripted", scripted, ""
             if fault and fault.kind == "malformed":
                 record.outcome = "malformed"
                 content = fault.text
+            finish_reason = "stop"
+            if fault and fault.kind == "length":
+                record.outcome = "length"
+                content, finish_reason = content[: max(1, len(content) // 2)], "length"
             content, reasoning_field = double.render(content, reasoning)
-            prompt_chars = sum(len(str(m.get("content", ""))) for m in messages)
             usage = {
-                "prompt_tokens": prompt_chars // 4 + 1,
+                "prompt_tokens": prompt_tokens,
                 "completion_tokens": len(content) // 4 + 1,
-                "total_tokens": prompt_chars // 4 + len(content) // 4 + 2,
+                "total_tokens": prompt_tokens + len(content) // 4 + 1,
             }
             if stream:
-                self._stream(model, content, reasoning_field, usage, double.ttft_s)
+                self._stream(model, content, reasoning_field, usage, double.ttft_s, finish_reason)
                 return
             message: dict[str, Any] = {"role": "assistant", "content": content}
             if reasoning_field:
@@ -361,13 +467,31 @@ class _Handler(BaseHTTPRequestHandler):
                     "id": "chatcmpl-test",
                     "object": "chat.completion",
                     "model": model,
-                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                    "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
                     "usage": usage,
                 },
             )
 
+    def _tokenize(self, body: dict[str, Any]) -> None:
+        """vLLM's chat form of `/tokenize`: `count`, `max_model_len`, `tokens` (here stand-in ids)."""
+        double = self.server.double
+        with double._lock:
+            double.tokenize_requests += 1
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            self._json(400, {"error": {"message": "messages: a list is required", "code": 400}})
+            return
+        count = count_tokens(messages)
+        self._json(200, {"count": count, "max_model_len": double.max_model_len, "tokens": [0] * count})
+
     def _stream(
-        self, model: str, content: str, reasoning: str | None, usage: dict[str, int], ttft_s: float
+        self,
+        model: str,
+        content: str,
+        reasoning: str | None,
+        usage: dict[str, int],
+        ttft_s: float,
+        finish_reason: str = "stop",
     ) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -387,7 +511,7 @@ class _Handler(BaseHTTPRequestHandler):
         for start in range(0, max(1, len(content)), 16):
             delta = {"content": content[start : start + 16]}
             send({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-        send({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        send({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]})
         send({**base, "choices": [], "usage": usage})
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()

@@ -80,6 +80,15 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class TokenCount:
+    """What vLLM's `/tokenize` says of a chat prompt: its length in the served model's tokens (chat
+    template included) and the server's `max_model_len`."""
+
+    count: int
+    max_model_len: int | None
+
+
+@dataclass(frozen=True)
 class ChatResult:
     answer: str
     reasoning: str
@@ -176,6 +185,69 @@ class ChatClient:
     @property
     def chat_url(self) -> str:
         return f"{self.base_url}/chat/completions"
+
+    @property
+    def server_root(self) -> str:
+        """The server's root URL: vLLM serves `/tokenize` and `/metrics` there, beside `/v1`."""
+        root = self.base_url.rstrip("/")
+        return root[: -len("/v1")] if root.endswith("/v1") else root
+
+    async def tokenize(self, messages: Sequence[Message]) -> TokenCount | None:
+        """The prompt length of `messages` in the served model's tokens, as vLLM's `POST /tokenize`
+        counts it (its chat form: `model`, `messages`, `add_generation_prompt`; answer `count`,
+        `max_model_len`, `tokens`; checked against vLLM v0.33.0,
+        vllm/entrypoints/serve/tokenize/{api_router,protocol}.py). `chat_template_kwargs` of
+        `extraBody` go along, since they change the rendered template.
+
+        None when the server has no such endpoint (404, 405, 501); other failures, after the usual
+        retries, raise RequestFailed.
+        """
+        url = f"{self.server_root}/tokenize"
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [dict(m) for m in messages],
+            "add_generation_prompt": True,
+        }
+        if "chat_template_kwargs" in self.extra_body:
+            body["chat_template_kwargs"] = self.extra_body["chat_template_kwargs"]
+        reason = "no attempt made"
+        for attempt in range(self.retries + 1):
+            retry_after: float | None = None
+            try:
+                async with self._slots:
+                    resp = await self._http.post(url, json=body)
+            except httpx.HTTPError as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            else:
+                if resp.status_code in (404, 405, 501):
+                    return None
+                if resp.status_code < 400:
+                    try:
+                        data = resp.json()
+                        limit = data.get("max_model_len")
+                        return TokenCount(int(data["count"]), int(limit) if limit else None)
+                    except (ValueError, KeyError, TypeError, AttributeError):
+                        raise RequestFailed(
+                            url, f"malformed answer: {resp.text[:200]!r}", attempt + 1
+                        ) from None
+                reason = f"HTTP {resp.status_code}: {resp.text[:_ERROR_DETAIL_BYTES]}"
+                if resp.status_code not in _RETRYABLE_STATUS and resp.status_code < 500:
+                    raise RequestFailed(url, reason, attempt + 1)
+                retry_after = parse_retry_after(resp.headers.get("retry-after"))
+            if attempt < self.retries:
+                await asyncio.sleep(backoff_delay(attempt, self.backoff_s, self.max_backoff_s, retry_after))
+        raise RequestFailed(url, reason, self.retries + 1)
+
+    async def metrics_text(self) -> str | None:
+        """The server's Prometheus metrics (`GET /metrics` on its root), or None when it serves none or
+        does not answer: scraped alongside a run, never a reason to fail it."""
+        try:
+            resp = await self._http.get(f"{self.server_root}/metrics", timeout=min(self.timeout_s, 10.0))
+        except httpx.HTTPError:
+            return None
+        if resp.status_code != 200:
+            return None
+        return resp.text[: 4 * 1024 * 1024]
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -35,10 +35,25 @@ from shinsa.api.eval_run import (
     Sampling,
     redact_userinfo,
 )
+from shinsa.evaluation.phase import Phase
 
 
 class ConfigError(Exception):
     """The configuration cannot be run; the message names the offending field."""
+
+
+def check_phase(spec: EvalRunSpec, phase: Phase) -> None:
+    """ConfigError when `phase` cannot run `spec`: judging needs answers, generating must not have them."""
+    if phase is Phase.JUDGE and spec.answers is None:
+        raise ConfigError(
+            "--phase judge: no answers to judge: set spec.answers or pass --answers (a results directory "
+            "of --phase generate, or llm-jp-judge's generation output)"
+        )
+    if phase is Phase.GENERATE and spec.answers is not None:
+        raise ConfigError(
+            "--phase generate: answers are given (spec.answers or --answers), so nothing would be "
+            "generated; drop them, or run --phase judge"
+        )
 
 
 MODEL_KEY_ENV = "SHINSA_MODEL_API_KEY"
@@ -232,6 +247,20 @@ _MOVED = {
 }
 
 
+# Settings a user coming from llm-jp-judge writes where Shinsa has them elsewhere.
+_HINTS = {
+    "judges.maxRetries": "judge attempts are `parseRetries` (+1), or `judging.attempts` per benchmark "
+    "(llm-jp-judge's max_retries 3 is attempts 4)",
+    "judges.samplingParams": "a judge takes temperature, topP, seed and maxTokens itself; per benchmark "
+    "they are `judging.sampling`",
+    "judges.frequencyPenalty": "send it in the judge's extraBody",
+    "sampling.frequencyPenalty": "send it in spec.model.extraBody",
+    "benchmarks.sampling.frequencyPenalty": "send it in spec.model.extraBody",
+    "benchmarks.judging.maxRetries": "it is `judging.attempts`, counting the first request "
+    "(llm-jp-judge's max_retries 3 is attempts 4)",
+}
+
+
 def _problem(err: Any) -> str:
     loc = tuple(err["loc"])
     if loc and loc[0] == "spec":
@@ -239,9 +268,12 @@ def _problem(err: Any) -> str:
     path = field_path(loc)
     message = str(err["msg"])
     if err["type"] == "extra_forbidden":
-        moved = _MOVED.get(".".join(str(p) for p in loc if isinstance(p, str)))
+        key = ".".join(str(p) for p in loc if isinstance(p, str))
+        moved = _MOVED.get(key)
         if moved:
             message += f"; it is an engine option now: {moved}"
+        elif key in _HINTS:
+            message += f"; {_HINTS[key]}"
     elif message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
         # Rules on a whole object name their own field (`spec.model.servedName ...`).
@@ -250,10 +282,12 @@ def _problem(err: Any) -> str:
     return f"{path}: {message}"
 
 
-def parse_config(data: Any) -> EvalConfig:
+def parse_config(data: Any, *, phase: Phase = Phase.ALL, answers: str | None = None) -> EvalConfig:
     """Parse an EvalRun manifest (apiVersion/kind/spec, and `engine` beside `spec`) or a bare spec
     (with `engine` among its keys) into an `EvalConfig`, checking what this machine must provide.
 
+    `answers` (an already checked URI, `--answers`) replaces `spec.answers`. Only the API keys the
+    `phase` uses must be set: none of the judges' to generate, none of the model's with answers.
     Benchmark-specific settings are checked by `shinsa.evaluation.benchmarks.check_config`.
     """
     if not isinstance(data, dict):
@@ -270,7 +304,10 @@ def parse_config(data: Any) -> EvalConfig:
         config = EvalConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError("; ".join(_problem(err) for err in exc.errors())) from None
-    for i, judge in enumerate(config.spec.judges):
+    if answers is not None:
+        config = config.model_copy(update={"spec": config.spec.model_copy(update={"answers": answers})})
+    check_phase(config.spec, phase)
+    for i, judge in enumerate(config.spec.judges if phase is not Phase.GENERATE else []):
         env = config.judge_key_env(judge)
         if env and env not in os.environ:
             field = (
@@ -279,14 +316,14 @@ def parse_config(data: Any) -> EvalConfig:
                 else f"judges[{i}].apiKeySecretRef"
             )
             raise ConfigError(f"{field}: environment variable {env} is not set")
-    env = config.model_key_env
+    env = config.model_key_env if config.spec.answers is None else None
     if env and env not in os.environ:
         field = "engine.modelApiKeyEnv" if config.engine.model_api_key_env else "model.apiKeySecretRef"
         raise ConfigError(f"{field}: environment variable {env} is not set")
     return config
 
 
-def load_config(path: str | Path) -> EvalConfig:
+def load_config(path: str | Path, *, phase: Phase = Phase.ALL, answers: str | None = None) -> EvalConfig:
     """`parse_config` of a YAML file."""
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -299,7 +336,7 @@ def load_config(path: str | Path) -> EvalConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"--config: {path} is not valid YAML: {exc}") from None
-    return parse_config(data)
+    return parse_config(data, phase=phase, answers=answers)
 
 
 __all__ = [
@@ -311,7 +348,9 @@ __all__ = [
     "EngineOptions",
     "EvalConfig",
     "EvalRunSpec",
+    "Phase",
     "Sampling",
+    "check_phase",
     "field_path",
     "judge_key_env",
     "judge_sampling",

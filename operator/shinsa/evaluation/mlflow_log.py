@@ -58,6 +58,9 @@ TAG_EVALRUN_UID = "shinsa.evalrun.uid"
 TAG_REGISTERED_MODEL = "shinsa.model.registered_name"
 TAG_MODEL_VERSION = "shinsa.model.version"
 """The registered model and version evaluated, when the operator knows them (`engine.mlflowTags`)."""
+TAG_WARNINGS = "shinsa.warnings"
+"""The run's warnings (`RunResults.warnings`), one a line; absent when there were none."""
+_TAG_LIMIT = 5000  # the longest tag value every MLflow version the engine supports accepts
 ENGINE_TAGS = (TAG_KIND, TAG_STATUS, TAG_EXIT_CODE, TAG_MODEL)
 """The tags the engine itself sets; `engine.mlflowTags` cannot override them."""
 
@@ -103,6 +106,7 @@ def run_params(config: EvalConfig, benchmarks: Sequence[Benchmark]) -> dict[str,
         "repeats": config.spec.repeats,
         "concurrency": config.spec.concurrency,
         "max_error_rate": config.spec.max_error_rate,
+        "profile": str(config.spec.profile),
         "sampling": json.dumps(config.spec.sampling.model_dump(exclude_none=True), sort_keys=True),
         "judges": ",".join(f"{j.name}={j.model}@{j.endpoint}" for j in config.spec.judges),
         "primary_judge": config.spec.judges[0].name if config.spec.judges else "",
@@ -121,6 +125,13 @@ def run_params(config: EvalConfig, benchmarks: Sequence[Benchmark]) -> dict[str,
                 {k: v.model_dump(exclude_none=True) for k, v in benchmark.config.category_sampling.items()},
                 sort_keys=True,
             )
+        if benchmark.needs_judge:
+            # The effective policy (profile defaults resolved): what decides how replies were read.
+            params[f"{prefix}.judging"] = json.dumps(
+                benchmark.config.judging.model_dump(mode="json", exclude_none=True), sort_keys=True
+            )
+        if benchmark.config.prompt_file:
+            params[f"{prefix}.prompt_file"] = benchmark.config.prompt_file
     return {k: str(v)[:_PARAM_LIMIT] for k, v in params.items()}
 
 
@@ -176,6 +187,7 @@ def run_tags(config: EvalConfig, results: RunResults) -> dict[str, str]:
         TAG_EXIT_CODE: str(int(exit_code_of(results.status))),
         TAG_MODEL: config.served_name,
         **({TAG_REVISION: config.spec.model.revision} if config.spec.model.revision else {}),
+        **({TAG_WARNINGS: "\n".join(results.warnings)[:_TAG_LIMIT]} if results.warnings else {}),
     }
 
 

@@ -1,12 +1,14 @@
 """Default judge prompt templates: the project's own wording, overridable per benchmark.
 
 Templates are Python `str.format` strings. Values are substituted once, so braces inside questions
-and answers are safe. The fields each template may use are listed next to it.
+and answers are safe. The fields each template may use are listed next to it. `render` fills a
+template either way a benchmark's `judging.formatting` says (`python` is llm-jp-judge's own
+`str.format` of lists and None).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 JUDGE_SYSTEM = "You are a careful, impartial evaluator of answers written by AI assistants."
 
@@ -103,3 +105,23 @@ def template_problem(template: str, fields: Iterable[str]) -> str | None:
     except (ValueError, IndexError) as exc:
         return f"not a valid format string ({exc})"
     return None
+
+
+def as_text(value: object) -> str:
+    """A template value as Shinsa fills it: a string; an absent answer is empty, a list its lines."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return "\n".join(as_text(v) for v in value)
+    return str(value)
+
+
+def render(template: str, values: Mapping[str, object], formatting: str) -> str:
+    """`template` filled with `values`, each substituted once (braces inside them are safe).
+
+    `formatting` `python` is llm-jp-judge's own `template.format(**values)`: lists render as Python
+    lists (`['text']`) and None as `None`, exactly as its quality and safety evaluators' prompts
+    come out; `shinsa` fills each field with its text (`as_text`)."""
+    if formatting == "python":
+        return template.format(**values)
+    return template.format_map({k: as_text(v) for k, v in values.items()})

@@ -47,6 +47,11 @@ class RunStatus(enum.StrEnum):
     """Every benchmark ran and the error rate stayed within maxErrorRate."""
     INCOMPLETE = "Incomplete"
     """Too many requests failed (after retries) for the scores to be trusted; gates are not applied."""
+    GENERATED = "Generated"
+    """Answers only (`shinsa eval run --phase generate`), within maxErrorRate: nothing was judged, so
+    `benchmarks` holds only those scored by rule, `judges` is empty; `items` and `errors` count
+    generated turns. Gates are not applied; judge the run's generations.jsonl with `--phase judge
+    --answers`."""
 
 
 class ExitCode(enum.IntEnum):
@@ -151,6 +156,10 @@ class BenchmarkResult(ScoreSummary):
     """The primary judge's model; with the judge prompts, what makes two runs' scores comparable."""
     judge_prompts_digest: str | None = None
     """A digest of the judge prompt templates and settings the benchmark used."""
+    generation_digest: str | None = None
+    """A digest of what shaped the model's answers besides the model (sampling, per-category sampling,
+    system prompt, dataset): `shinsa eval compare` compares models only under the same settings. None
+    when the answers were given (`spec.answers`) or in results written before it was recorded."""
     n_errors_all_judges: int
     error_rate: float
     """Failed items over all items of every judge."""
@@ -199,13 +208,26 @@ class BenchmarkResult(ScoreSummary):
 class ModelInfo(_Schema):
     served_name: str
     endpoint: str | None = None
+    """None when the model was not called (its answers were given)."""
     revision: str | None = None
+    answers: str | None = None
+    """The URI of the pre-generated answers judged instead of the model's (`spec.answers`)."""
+    answers_model: str | None = None
+    """The model that generated them, as their source names it (llm-jp-judge's metadata.json
+    `model_name`); None when it does not."""
+    rope_scaling: str | None = None
+    """How the model's context was extended (`spec.model.ropeScaling`), as `yarn x4`; None when it
+    was served at its native context. YaRN on/off is a condition to compare per length."""
 
 
 class JudgeInfo(_Schema):
     name: str
     model: str
     endpoint: str
+    sampling: dict[str, Any] = Field(default_factory=dict)
+    """The judge's own request settings (temperature, top_p, max_tokens, seed, reasoning_effort),
+    which a benchmark's `judging.sampling` overrides (that is in `judge_prompts_digest`). Empty in
+    results written before they were recorded."""
 
 
 class TokenTotals(_Schema):
@@ -237,6 +259,10 @@ class RunResults(_Schema):
     """When the evaluation started, in seconds since the epoch; with `wall_time_s`, the span of the MLflow
     run. None in results written before it was recorded."""
     benchmarks: dict[str, BenchmarkResult]
+    warnings: list[str] = Field(default_factory=list)
+    """What the user should know about how the run read its data, each prefixed with its benchmark
+    (`mt-bench-ja: 3 question(s) of the reference categories have no reference answer ...`): printed
+    with the summary and logged to MLflow. Empty in results written before they were recorded."""
     plots: list[str] = Field(default_factory=list)
     """Plot files, relative to the results directory."""
     mlflow_run_id: str | None = None

@@ -9,7 +9,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,14 +18,16 @@ from urllib.parse import urlparse
 import httpx
 
 from shinsa.api.eval_run import Judge
+from shinsa.evaluation.answers import LLM_JP_JUDGE, Answers, BenchmarkAnswers, check_answers, load_answers
 from shinsa.evaluation.benchmarks import Benchmark, check_config, known_benchmarks
 from shinsa.evaluation.benchmarks.base import JudgmentParser, Messages
 from shinsa.evaluation.checkpoint import Checkpoint
 from shinsa.evaluation.client import ChatClient, EndpointUnreachable, RequestFailed
-from shinsa.evaluation.config import ConfigError, EvalConfig, Sampling, judge_sampling
+from shinsa.evaluation.config import ConfigError, EvalConfig, Phase, Sampling, check_phase
 from shinsa.evaluation.datasets import Question
 from shinsa.evaluation.masking import SecretMask, masked
 from shinsa.evaluation.outputs import publish_results, write_outputs
+from shinsa.evaluation.profiles import effective_benchmark, judge_attempts, judge_request_sampling
 from shinsa.evaluation.progress import JsonLinesReporter, Reporter
 from shinsa.evaluation.ratelimit import RateLimiter
 from shinsa.evaluation.ratings import RatingError
@@ -68,6 +70,11 @@ class RunResult:
         return self.results.mlflow_run_id
 
 
+def _judge_sampling(judge: Judge) -> dict[str, Any]:
+    fields = {"temperature", "top_p", "max_tokens", "seed", "reasoning_effort"}
+    return judge.model_dump(mode="json", include=fields)
+
+
 def fingerprint(settings: Any) -> str:
     blob = json.dumps(settings, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -89,8 +96,11 @@ class Engine:
         generation_fps: dict[str, str],
         judge_fps: dict[tuple[str, str], str],
         mask: SecretMask | None = None,
+        answers: Mapping[str, BenchmarkAnswers] | None = None,
     ) -> None:
         self.config = config
+        # Pre-generated answers by benchmark: looked up instead of asking the model.
+        self.answers = answers
         self.mask = mask or SecretMask()
         self.model = model
         self._judges = judges
@@ -105,10 +115,22 @@ class Engine:
     def judges(self) -> Sequence[str]:
         return list(self._judges)
 
+    async def count_tokens(self, messages: Messages) -> int | None:
+        if self.answers is not None:
+            return None  # the model is not called when its answers are given
+        try:
+            counted = await self.model.tokenize(messages)
+        except RequestFailed as exc:
+            raise StepFailed(self.mask.text(str(exc))) from None
+        return counted.count if counted is not None else None
+
+    async def server_metrics(self) -> str | None:
+        return None if self.answers is not None else await self.model.metrics_text()
+
     def checkpointed_items(self, benchmark: Benchmark, repeats: int) -> int:
         """Items of `benchmark` whose last step (the judgment, or the generation when nothing is
         judged) is already in the checkpoint under the current settings: what a resumed run reuses."""
-        if benchmark.needs_judge:
+        if benchmark.needs_judge and self.judges:
             steps = [("judgment", j, self.judge_fps[(benchmark.name, j)]) for j in self.judges]
         else:
             steps = [("generation", "", self.generation_fps[benchmark.name])]
@@ -133,6 +155,8 @@ class Engine:
         stream: bool = False,
     ) -> Generation:
         fp = self.generation_fps[benchmark.name]
+        if self.answers is not None:
+            return self._pregenerated(benchmark, question, turn, repeat, fp)
         qid = question.question_id
         record = self.checkpoint.get("generation", benchmark.name, qid, turn, repeat, "", fp)
         cached = record is not None
@@ -144,7 +168,18 @@ class Engine:
             try:
                 result = await self.model.chat(messages, sampling, stream=stream, item_key=key)
             except RequestFailed as exc:
-                raise StepFailed(self.mask.text(str(exc))) from None
+                message = self.mask.text(str(exc))
+                # In generations.jsonl, not the checkpoint: judging these answers later (--phase
+                # judge) sees the failure, and a resumed run asks again.
+                self.generations.append(
+                    {
+                        **_record_key("generation", benchmark, question, turn, repeat, "", fp),
+                        "prompt": self.mask.text(messages[-1]["content"][:_PROMPT_EXCERPT_CHARS]),
+                        "answer": None,
+                        "error": message,
+                    }
+                )
+                raise StepFailed(message) from None
             record = {
                 **_record_key("generation", benchmark, question, turn, repeat, "", fp),
                 "prompt": messages[-1]["content"][:_PROMPT_EXCERPT_CHARS],
@@ -173,6 +208,46 @@ class Engine:
             cached=cached,
         )
 
+    def _pregenerated(
+        self, benchmark: Benchmark, question: Question, turn: int, repeat: int, fp: str
+    ) -> Generation:
+        """A pre-generated answer as a generation; StepFailed when its generation had failed."""
+        assert self.answers is not None
+        answers = self.answers[benchmark.name]
+        qid = question.question_id
+        answer = answers.get(qid, turn, repeat)
+        if answer is None:
+            # check_answers lets a turn after a failed one go unanswered; a policy that judges on
+            # past a failed turn still has nothing to judge here.
+            raise StepFailed(f"no answer in {answers.source} for question {qid} turn {turn} repeat {repeat}")
+        source = answer.record
+        record = {
+            **_record_key("generation", benchmark, question, turn, repeat, "", fp),
+            "prompt": (answer.prompt or question.turns[turn - 1])[:_PROMPT_EXCERPT_CHARS],
+            "answer": answer.answer,
+            "reasoning": answer.reasoning,
+            "usage": dict(source.get("usage") or {}),
+            "latency_s": source.get("latency_s"),
+            "ttft_s": source.get("ttft_s"),
+            "finish_reason": source.get("finish_reason"),
+            "answers": answers.source,
+        }
+        if answer.answer is None:
+            record["error"] = answer.error
+        record = self.mask.value(record)
+        self.generations.append(record)
+        if answer.answer is None:
+            raise StepFailed(self.mask.text(answer.error or "generation failed"))
+        return Generation(
+            answer=record["answer"],
+            reasoning=record["reasoning"],
+            usage=record["usage"],
+            latency_s=float(record["latency_s"] or 0.0),
+            ttft_s=record["ttft_s"],
+            finish_reason=record["finish_reason"],
+            cached=True,
+        )
+
     async def judge(
         self,
         benchmark: Benchmark,
@@ -182,14 +257,18 @@ class Engine:
         judge: str,
         messages: Messages,
         parse: JudgmentParser,
+        *,
+        template: str | None = None,
+        reference: bool = False,
     ) -> Judgment:
         fp = self.judge_fps[(benchmark.name, judge)]
         qid = question.question_id
         record = self.checkpoint.get("judgment", benchmark.name, qid, turn, repeat, judge, fp)
         cached = record is not None
         if record is None:
+            record = await self._ask_judge(benchmark, question, turn, repeat, judge, messages, parse, fp)
             record = self.mask.value(
-                await self._ask_judge(benchmark, question, turn, repeat, judge, messages, parse, fp)
+                {**record, "template": template, "reference": reference, "prompt": messages}
             )
             self.checkpoint.put(record)
         else:
@@ -217,14 +296,42 @@ class Engine:
         fp: str,
     ) -> dict[str, Any]:
         judge_config, client = self._judges[judge]
+        judging = benchmark.config.judging
         key = f"{benchmark.name}/{question.question_id}/{turn}/{repeat}/{judge}"
         problem = ""
-        attempts = judge_config.parse_retries + 1
+        replied = False
+        attempts = judge_attempts(judge_config, judging)
+        sampling = judge_request_sampling(judge_config, judging)
         for attempt in range(1, attempts + 1):
             try:
-                result = await client.chat(messages, judge_sampling(judge_config), item_key=key)
+                result = await client.chat(messages, sampling, item_key=key)
             except RequestFailed as exc:
-                raise StepFailed(self.mask.text(str(exc))) from None
+                refused = _refused(exc)
+                if not refused:
+                    raise StepFailed(self.mask.text(str(exc))) from None
+                problem = str(exc)
+                if judging.retry_refused and attempt < attempts:
+                    continue
+                if judging.api_error_score is None or replied:
+                    # As llm-jp-judge: a judgment with a reply, even an unreadable one, is not an API
+                    # error, so it is not scored as one.
+                    if replied:
+                        shown = f"no readable rating in {attempt} attempts, the last refused: {problem}"
+                    else:
+                        shown = problem if attempt == 1 else f"refused at all {attempt} attempts: {problem}"
+                    raise StepFailed(self.mask.text(shown)) from None
+                return {
+                    **_record_key("judgment", benchmark, question, turn, repeat, judge, fp),
+                    "judge_model": judge_config.model,
+                    "score": judging.api_error_score,
+                    "criteria": {},
+                    "judgment": "",
+                    "api_error": problem,
+                    "usage": {},
+                    "latency_s": 0.0,
+                    "attempts": attempt,
+                }
+            replied = True
             try:
                 score, criteria = parse(result.answer)
             except RatingError as exc:
@@ -242,6 +349,13 @@ class Engine:
                 "attempts": attempt,
             }
         raise StepFailed(self.mask.text(f"unparsable judgment after {attempts} attempts: {problem}"))
+
+
+def _refused(exc: RequestFailed) -> bool:
+    """Whether the judge's API refused the request (HTTP 400, as a content filter answers) rather than
+    failing: what `judging.apiErrorScore` scores and `judging.retryRefused` asks again. llm-jp-judge
+    catches exactly that (openai.BadRequestError); other answers end its run."""
+    return exc.reason.startswith("HTTP 400")
 
 
 def _record_key(
@@ -321,11 +435,11 @@ async def _check_tracking_server(tracking_uri: str | None) -> None:
 
 
 async def _preflight(
-    config: EvalConfig, model: ChatClient, judges: dict[str, tuple[Judge, ChatClient]]
+    config: EvalConfig, model: ChatClient | None, judges: dict[str, tuple[Judge, ChatClient]]
 ) -> None:
     """Fail before any evaluation request when an endpoint or the MLflow tracking server is down, or
-    an endpoint does not serve the model."""
-    targets: list[tuple[str, ChatClient]] = [("model.servedName", model)]
+    an endpoint does not serve the model. `model` None, `judges` empty: the run does not call them."""
+    targets: list[tuple[str, ChatClient]] = [("model.servedName", model)] if model is not None else []
     targets += [(f"judges[{i}].model", client) for i, (_, client) in enumerate(judges.values())]
     answers, _ = await asyncio.gather(
         asyncio.gather(*(client.list_models() for _, client in targets)),
@@ -348,18 +462,34 @@ async def _run_benchmark(
     benchmark: Benchmark, engine: Engine, repeats: int, reporter: Reporter
 ) -> tuple[list[Item], float]:
     started = time.monotonic()
+    # Without its judges (--phase generate) a judged benchmark makes no items: progress is in turns.
+    generating = benchmark.needs_judge and not engine.judges
     reporter.benchmark_started(
         benchmark.name,
-        benchmark.item_count(repeats, len(engine.judges)),
+        sum(len(q.turns) for q in benchmark.questions) * repeats
+        if generating
+        else benchmark.item_count(repeats, len(engine.judges)),
         engine.checkpointed_items(benchmark, repeats),
     )
 
     async def unit(question: Question, repeat: int) -> list[Item]:
         items = await benchmark.evaluate(question, repeat, engine)
-        reporter.advance(benchmark.name, len(items), sum(i.error is not None for i in items))
+        if generating:
+            answered = sum(
+                1
+                for g in engine.generations
+                if g["benchmark"] == benchmark.name
+                and g["question_id"] == question.question_id
+                and g["repeat"] == repeat
+                and g.get("error") is None
+            )
+            reporter.advance(benchmark.name, len(question.turns), len(question.turns) - answered)
+        else:
+            reporter.advance(benchmark.name, len(items), sum(i.error is not None for i in items))
         return items
 
-    results = await asyncio.gather(*(unit(q, r) for r in range(repeats) for q in benchmark.questions))
+    async with benchmark.session(engine, repeats):
+        results = await asyncio.gather(*(unit(q, r) for r in range(repeats) for q in benchmark.questions))
     return [item for unit_items in results for item in unit_items], time.monotonic() - started
 
 
@@ -376,15 +506,68 @@ def _token_totals(generations: Sequence[dict[str, Any]], judgments: Sequence[dic
     )
 
 
+def _reference_source(benchmark: Benchmark) -> str | None:
+    """Where a benchmark's reference answers came from, for the log: the file, or the question file."""
+    dataset = benchmark.dataset
+    if dataset is not None and dataset.reference_file is not None:
+        return str(dataset.reference_file)
+    if any(q.references for q in benchmark.questions):
+        return "the question file"
+    return None
+
+
+def _rope_label(config: EvalConfig) -> str | None:
+    rope = config.spec.model.rope_scaling
+    if rope is None:
+        return None
+    native = rope.original_max_position_embeddings
+    return f"{rope.type} x{rope.factor:g}" + (f" of {native}" if native else "")
+
+
 def build_benchmarks(config: EvalConfig) -> list[Benchmark]:
     check_config(config)
     registry = known_benchmarks()
-    return [registry[b.name](b, config.spec.sampling) for b in config.spec.benchmarks]
+    # The profile's defaults are resolved once here: benchmarks only see their effective spec.
+    benchmarks = [
+        registry[b.name](effective_benchmark(config.spec, b), config.spec.sampling)
+        for b in config.spec.benchmarks
+    ]
+    for benchmark in benchmarks:
+        benchmark.target = config.spec.model
+    return benchmarks
+
+
+def _answer_sets(
+    answers: Answers, benchmarks: Sequence[Benchmark], repeats: int
+) -> tuple[dict[str, BenchmarkAnswers], list[str]]:
+    """Each benchmark's pre-generated answers, checked against its questions, and the warnings."""
+    sets: dict[str, BenchmarkAnswers] = {}
+    warnings: list[str] = []
+    for benchmark in benchmarks:
+        sets[benchmark.name] = answers.of(benchmark.name)
+        found = check_answers(
+            sets[benchmark.name],
+            benchmark.questions,
+            repeats,
+            compare_prompts=answers.layout == LLM_JP_JUDGE,
+        )
+        warnings.extend(f"{benchmark.name}: {w}" for w in found)
+    return sets, warnings
+
+
+def _generated_turns(
+    benchmark: Benchmark, generations: Sequence[dict[str, Any]], repeats: int
+) -> tuple[int, int]:
+    """(turns to generate, turns without an answer) of a benchmark whose answers were not judged."""
+    wanted = sum(len(q.turns) for q in benchmark.questions) * repeats
+    answered = sum(1 for g in generations if g["benchmark"] == benchmark.name and g.get("error") is None)
+    return wanted, wanted - answered
 
 
 async def run_evaluation(
     config: EvalConfig,
     *,
+    phase: Phase = Phase.ALL,
     output_dir: Path | None = None,
     resume: bool = True,
     reporter: Reporter | None = None,
@@ -392,9 +575,12 @@ async def run_evaluation(
 ) -> RunResult:
     """Run every benchmark `repeats` times and write results; see `ExitCode` for the outcomes.
 
-    Raises ConfigError / DatasetError (bad settings or data, before any request) and
-    EndpointUnreachable (an endpoint that does not answer at all).
+    `phase` generate asks only the model (status Generated); judge and all with `spec.answers` judge
+    those answers and never call the model.
+    Raises ConfigError / DatasetError (bad settings or data, answers that do not match the
+    questions, before any request) and EndpointUnreachable (an endpoint that does not answer at all).
     """
+    check_phase(config.spec, phase)
     mask = SecretMask.of_config(config)
     reporter = masked(reporter or JsonLinesReporter(), mask)
     started = time.monotonic()
@@ -412,13 +598,34 @@ async def run_evaluation(
                 benchmark=benchmark.name,
                 questions=len(benchmark.questions),
                 digest=benchmark.dataset.digest if benchmark.dataset else None,
+                references=_reference_source(benchmark),
             )
+        answers = load_answers(config.spec.answers, Path(cache)) if config.spec.answers else None
+    run_warnings = [f"{b.name}: {w}" for b in benchmarks for w in b.warnings]
+    for benchmark in benchmarks:
+        for warning in benchmark.warnings:
+            reporter.event("dataset warning", level="warning", benchmark=benchmark.name, warning=warning)
+    answer_sets: dict[str, BenchmarkAnswers] | None = None
+    if answers is not None:
+        answer_sets, answer_warnings = _answer_sets(answers, benchmarks, config.spec.repeats)
+        run_warnings += answer_warnings
+        reporter.event(
+            "answers loaded",
+            uri=answers.uri,
+            layout=answers.layout,
+            model=answers.model,
+            files={name: a.source for name, a in answer_sets.items()},
+        )
+        for warning in answer_warnings:
+            reporter.event("answers warning", level="warning", warning=warning)
 
     model, judges = _make_clients(config, transport)
     flusher: asyncio.Task[None] | None = None
     checkpoint: Checkpoint | None = None
+    # Generating needs no judge; judging given answers needs no model.
+    run_judges = judges if phase is not Phase.GENERATE else {}
     try:
-        await _preflight(config, model, judges)
+        await _preflight(config, model if answer_sets is None else None, run_judges)
         checkpoint = Checkpoint.open(config.engine.checkpoint_uri or str(out / "checkpoint"), resume=resume)
         if len(checkpoint):
             reporter.event("checkpoint loaded", records=len(checkpoint), torn_lines=checkpoint.skipped_lines)
@@ -431,14 +638,22 @@ async def run_evaluation(
             "extra_body": config.spec.model.extra_body,
         }
         generation_fps = {
-            b.name: fingerprint({**model_settings, **b.generation_settings()}) for b in benchmarks
+            b.name: fingerprint(
+                {
+                    **model_settings,
+                    **b.generation_settings(),
+                    # Judgments of other answers are never reused for these.
+                    **({"answers": answer_sets[b.name].digest} if answer_sets else {}),
+                }
+            )
+            for b in benchmarks
         }
         judge_fps = {
             (b.name, j.name): fingerprint(
                 {
                     "generation": generation_fps[b.name],
                     "judge": j.model,
-                    "sampling": judge_sampling(j).model_dump(),
+                    "sampling": judge_request_sampling(j, b.config.judging).model_dump(),
                     "extra_body": j.extra_body,
                     **b.judge_settings(),
                 }
@@ -446,14 +661,29 @@ async def run_evaluation(
             for b in benchmarks
             for j in config.spec.judges
         }
-        engine = Engine(config, model, judges, checkpoint, generation_fps, judge_fps, mask)
+        engine = Engine(
+            config, model, run_judges, checkpoint, generation_fps, judge_fps, mask, answers=answer_sets
+        )
 
         all_items: list[Item] = []
         bench_scores: dict[str, BenchmarkResult] = {}
         primary = config.spec.judges[0] if config.spec.judges else None
+        unjudged = (0, 0)
         for benchmark in benchmarks:
+            known = len(benchmark.warnings)
             items, wall = await _run_benchmark(benchmark, engine, config.spec.repeats, reporter)
             all_items.extend(items)
+            # What a benchmark noticed while running (long-context: no /tokenize, no KV metrics).
+            for warning in benchmark.warnings[known:]:
+                run_warnings.append(f"{benchmark.name}: {warning}")
+                reporter.event(
+                    "benchmark warning", level="warning", benchmark=benchmark.name, warning=warning
+                )
+            if phase is Phase.GENERATE and benchmark.needs_judge:
+                wanted, failed = _generated_turns(benchmark, engine.generations, config.spec.repeats)
+                unjudged = (unjudged[0] + wanted, unjudged[1] + failed)
+                reporter.benchmark_finished(benchmark.name, generated=wanted - failed, errors=failed)
+                continue
             summary = score_benchmark(
                 benchmark,
                 items,
@@ -463,6 +693,11 @@ async def run_evaluation(
                 judge_prompts_digest=fingerprint(benchmark.judge_settings()),
                 wall_time_s=wall,
             )
+            if answer_sets is None:
+                # What `shinsa eval compare` checks models were asked alike by; given answers were
+                # generated under settings this spec does not know.
+                digest = fingerprint(benchmark.generation_settings())
+                summary = summary.model_copy(update={"generation_digest": digest})
             bench_scores[benchmark.name] = summary
             reporter.benchmark_finished(
                 benchmark.name,
@@ -486,23 +721,37 @@ async def run_evaluation(
         for _, client in judges.values():
             await client.aclose()
 
-    errors = sum(i.error is not None for i in all_items)
-    error_rate = errors / len(all_items) if all_items else 0.0
+    # Generated-only turns count as items: what the error rate of a generate phase is over.
+    n_items = len(all_items) + unjudged[0]
+    errors = sum(i.error is not None for i in all_items) + unjudged[1]
+    error_rate = errors / n_items if n_items else 0.0
     incomplete = error_rate > config.spec.max_error_rate
     requests = {
         "model": model.stats.requests,
         **{f"judge/{n}": c.stats.requests for n, (_, c) in judges.items()},
     }
+    if incomplete:
+        status = RunStatus.INCOMPLETE
+    else:
+        status = RunStatus.GENERATED if phase is Phase.GENERATE else RunStatus.SUCCEEDED
     results = RunResults(
-        status=RunStatus.INCOMPLETE if incomplete else RunStatus.SUCCEEDED,
+        status=status,
         model=ModelInfo(
             served_name=config.served_name,
-            endpoint=config.endpoint,
+            endpoint=config.endpoint if answers is None else None,
             revision=config.spec.model.revision,
+            answers=answers.uri if answers else None,
+            answers_model=answers.model if answers else None,
+            rope_scaling=_rope_label(config),
         ),
-        judges=[JudgeInfo(name=j.name, model=j.model, endpoint=j.endpoint) for j in config.spec.judges],
+        judges=[
+            JudgeInfo(name=j.name, model=j.model, endpoint=j.endpoint, sampling=_judge_sampling(j))
+            for j in config.spec.judges
+        ]
+        if phase is not Phase.GENERATE
+        else [],
         repeats=config.spec.repeats,
-        items=len(all_items),
+        items=n_items,
         errors=errors,
         error_rate=error_rate,
         max_error_rate=config.spec.max_error_rate,
@@ -512,10 +761,14 @@ async def run_evaluation(
         wall_time_s=time.monotonic() - started,
         started_at=started_at,
         benchmarks=bench_scores,
+        warnings=run_warnings,
     )
     results = write_outputs(out, results, all_items, engine.generations, engine.judgments, config, reporter)
     tracking_uri = config.spec.mlflow.tracking_uri
-    if tracking_uri:
+    if tracking_uri and phase is Phase.GENERATE:
+        # An MLflow evaluation run is its scores; the judge phase logs the run.
+        reporter.event("not logged to MLflow: --phase generate scores nothing", tracking_uri=tracking_uri)
+    elif tracking_uri:
         from shinsa.evaluation.mlflow_log import log_run
 
         run_id, experiment_id = await asyncio.to_thread(

@@ -38,8 +38,10 @@ def _bootstrap_means(
     sums: NDArray[np.float64], counts: NDArray[np.float64], draws: int, rng: np.random.Generator
 ) -> NDArray[np.float64]:
     n = sums.shape[0]
-    out = np.empty(draws)
-    step = max(1, _MAX_MATRIX_CELLS // max(1, n))
+    # Trailing axes of `sums` (several models' totals per question) are resampled with the same
+    # drawn questions; `counts` then has shape (n, 1).
+    out = np.empty((draws, *sums.shape[1:]))
+    step = max(1, _MAX_MATRIX_CELLS // max(1, sums.size))
     for start in range(0, draws, step):
         size = min(step, draws - start)
         # Drawing indices and gathering is several times faster than multinomial counts, with the
@@ -135,6 +137,21 @@ def cluster_mean_interval(
     return ClusterMean(
         mean=float(s.sum() / c.sum()), ci_low=low, ci_high=high, n_clusters=int(s.size), n_items=int(c.sum())
     )
+
+
+def joint_cluster_means(
+    sums: ArrayLike, counts: ArrayLike, *, draws: int = DEFAULT_DRAWS, seed: int = 0
+) -> NDArray[np.float64]:
+    """Bootstrap means of several series over the same clusters, resampled together: `sums[k, m]` is
+    series m's total over the `counts[k]` items of cluster k (every series has the same items, as
+    models paired on the questions all of them scored). Returns a (draws x series) array, whose row
+    is one resample of every series; statistics across series (ranks) are read off the rows. The
+    clusters must all have items."""
+    s = np.asarray(sums, dtype=np.float64)
+    c = np.asarray(counts, dtype=np.float64).reshape(-1, 1)
+    if s.ndim != 2 or s.shape[0] != c.shape[0] or s.shape[0] == 0:
+        raise ValueError("joint_cluster_means needs a (clusters x series) sums and one count per cluster")
+    return _bootstrap_means(s, c, draws, np.random.default_rng(seed))
 
 
 def _rank(values: NDArray[np.float64]) -> NDArray[np.float64]:

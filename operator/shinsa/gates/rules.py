@@ -66,7 +66,14 @@ def _benchmark(run: RunResults, name: str | None, side: str) -> tuple[BenchmarkR
     return None, f"the {side} has no results for benchmark {name} (it has: {_names(sorted(run.benchmarks))})"
 
 
+def _unusable(run: RunResults) -> bool:
+    """Results whose scores gates must not weigh: too many errors, or nothing judged."""
+    return run.status in (RunStatus.INCOMPLETE, RunStatus.GENERATED)
+
+
 def _incomplete(run: RunResults, side: str) -> str:
+    if run.status is RunStatus.GENERATED:
+        return f"the {side} run only generated answers (--phase generate): nothing was judged"
     return (
         f"the {side} run is Incomplete (error rate {_pct(run.error_rate)} above its maxErrorRate "
         f"{_pct(run.max_error_rate)}): its scores are not evidence either way"
@@ -166,7 +173,7 @@ def comparative(rule: GateRule, index: int, ctx: Context) -> RuleResult:
 
     if ctx.baseline is None:
         return inconclusive("no baseline results were given to compare with")
-    if ctx.baseline.status is RunStatus.INCOMPLETE:
+    if _unusable(ctx.baseline):
         return inconclusive(_incomplete(ctx.baseline, "baseline"))
     cand, why = _benchmark(ctx.candidate, rule.benchmark, "candidate")
     if cand is None:
@@ -270,6 +277,6 @@ CHECKS: dict[GateRuleType, Callable[[GateRule, int, Context], RuleResult]] = {
 
 
 def check(rule: GateRule, index: int, ctx: Context) -> RuleResult:
-    if ctx.candidate.status is RunStatus.INCOMPLETE:
+    if _unusable(ctx.candidate):
         return _result(rule, index, GateVerdict.INCONCLUSIVE, _incomplete(ctx.candidate, "candidate"))
     return CHECKS[rule.type](rule, index, ctx)

@@ -9,6 +9,7 @@ from shinsa.evaluation.benchmarks.base import Benchmark, Context, JudgedConversa
 from shinsa.evaluation.benchmarks.llm_jp_instructions import LlmJpInstructions
 from shinsa.evaluation.benchmarks.long_context import LongContext
 from shinsa.evaluation.benchmarks.mt_bench import MtBench, MtBenchJa
+from shinsa.evaluation.benchmarks.rubric import Rubric
 from shinsa.evaluation.config import ConfigError
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def check_config(config: EvalConfig) -> None:
             raise ConfigError(f"judges: benchmark {bench.name!r} is judge-scored but no judge is configured")
 
 
-for _cls in (MtBench, MtBenchJa, LlmJpInstructions, AnswerCarefully, LongContext):
+for _cls in (MtBench, MtBenchJa, LlmJpInstructions, AnswerCarefully, LongContext, Rubric):
     register(_cls)
 
 __all__ = ["Benchmark", "Context", "JudgedConversation", "check_config", "known_benchmarks", "register"]

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from shinsa.api.eval_run import BenchmarkSpec, Sampling
+from shinsa.api.eval_run import BenchmarkSpec, EvalTarget, Sampling
 from shinsa.evaluation.datasets import Dataset, Question, load_questions
+from shinsa.evaluation.profiles import SHINSA_JUDGING
+from shinsa.evaluation.prompt_files import PromptFile, PromptFileError, load_prompt_file
 from shinsa.evaluation.records import Generation, Item, Judgment, StepFailed
 
 Messages = list[dict[str, str]]
@@ -17,11 +21,31 @@ Messages = list[dict[str, str]]
 JudgmentParser = Callable[[str], tuple[float, dict[str, float]]]
 
 
+@dataclass(frozen=True)
+class JudgeRequest:
+    """What to send a judge about one turn, how to read its reply, and what judgments.jsonl says
+    about it: the template's id and whether a reference answer was in the prompt."""
+
+    messages: Messages
+    parse: JudgmentParser
+    template: str | None = None
+    reference: bool = False
+
+
 class Context(Protocol):
     """What the runner offers a benchmark: checkpoint-aware generation and judging."""
 
     @property
     def judges(self) -> Sequence[str]: ...
+
+    async def count_tokens(self, messages: Messages) -> int | None:
+        """The prompt length of `messages` in the served model's tokens, or None when the server
+        cannot tokenize."""
+        ...
+
+    async def server_metrics(self) -> str | None:
+        """The model server's Prometheus metrics text, or None when it serves none."""
+        ...
 
     async def generate(
         self,
@@ -44,7 +68,12 @@ class Context(Protocol):
         judge: str,
         messages: Messages,
         parse: JudgmentParser,
-    ) -> Judgment: ...
+        *,
+        template: str | None = None,
+        reference: bool = False,
+    ) -> Judgment:
+        """A judgment of one turn; `template` and `reference` are recorded with it."""
+        ...
 
 
 class Benchmark(ABC):
@@ -58,6 +87,12 @@ class Benchmark(ABC):
         self.base_sampling = base_sampling
         self.questions: list[Question] = []
         self.dataset: Dataset | None = None
+        # What the user should know about how the data was read; the run's summary lists them.
+        self.warnings: list[str] = []
+        # The model under evaluation, for benchmarks whose notes depend on how it is served.
+        self.target: EvalTarget | None = None
+        # The judge prompts of `promptFile`, read by `load`.
+        self.prompt_file: PromptFile | None = None
 
     @classmethod
     def config_problems(cls, config: BenchmarkSpec) -> list[str]:
@@ -67,6 +102,15 @@ class Benchmark(ABC):
     def load(self, cache_dir: Path) -> None:
         self.dataset, questions = load_questions(self.config.dataset.uri, self.config.dataset, cache_dir)
         self.questions = questions[: self.config.limit] if self.config.limit else questions
+        self.warnings.extend(self.dataset.warnings)
+        if self.config.prompt_file is not None:
+            self.prompt_file = load_prompt_file(self.config.prompt_file, cache_dir)
+            self.check_prompt_file(self.prompt_file)
+
+    def check_prompt_file(self, prompt_file: PromptFile) -> None:
+        """Raise PromptFileError unless `prompt_file` has the templates (with fields this benchmark
+        fills) it needs."""
+        raise PromptFileError(f"{prompt_file.source}: the {self.name} benchmark reads no prompt file")
 
     def sampling_for(self, question: Question) -> Sampling:
         # spec.sampling, then the benchmark's, then its category's.
@@ -91,7 +135,15 @@ class Benchmark(ABC):
 
     def judge_settings(self) -> dict[str, Any]:
         """Everything that shapes the judge's verdicts besides the judge itself."""
-        return {"prompts": self.config.prompts.model_dump()}
+        settings: dict[str, Any] = {"prompts": self.config.prompts.model_dump()}
+        judging = self.config.judging.model_dump(exclude_none=True)
+        # Only a policy other than Shinsa's own enters the fingerprint, so that checkpoints written
+        # before policies existed are still reused.
+        if judging and judging != SHINSA_JUDGING.model_dump(exclude_none=True):
+            settings["judging"] = judging
+        if self.prompt_file is not None:
+            settings["prompt_file"] = self.prompt_file.digest
+        return settings
 
     def metrics(self, items: Sequence[Item]) -> dict[str, float]:
         """Benchmark-specific numbers beyond mean/std/CI, computed on the primary judge's items."""
@@ -101,6 +153,12 @@ class Benchmark(ABC):
         """Benchmark-specific values of one scored item, whose per-question tables gates compare
         (for example an answer's violation indicator). Only means of these are meaningful."""
         return {}
+
+    @contextlib.asynccontextmanager
+    async def session(self, ctx: Context, repeats: int) -> AsyncIterator[None]:
+        """Held while the benchmark's items (each question `repeats` times) run, for example to sample
+        the server's metrics."""
+        yield
 
     def start_messages(self) -> Messages:
         return [{"role": "system", "content": self.config.system_prompt}] if self.config.system_prompt else []
@@ -118,11 +176,23 @@ class JudgedConversation(Benchmark):
     @abstractmethod
     def parse_judgment(self, text: str) -> tuple[float, dict[str, float]]: ...
 
+    def judge_request(self, question: Question, turn: int, answers: Sequence[str | None]) -> JudgeRequest:
+        """The judge request of `turn`; `answers` holds None for an answer that failed and is judged
+        anyway (`judging.failedGeneration: empty`)."""
+        return JudgeRequest(
+            self.judge_messages(question, turn, [a or "" for a in answers]), self.parse_judgment
+        )
+
+    @property
+    def failed_generation(self) -> str:
+        # The effective spec (profiles.effective_benchmark) sets it; a bare spec means Shinsa's.
+        return self.config.judging.failed_generation or "error"
+
     async def evaluate(self, question: Question, repeat: int, ctx: Context) -> list[Item]:
         messages = self.start_messages()
-        answers: list[str] = []
+        answers: list[str | None] = []
         items: list[Item] = []
-        pending: list[tuple[dict[str, Any], Generation, asyncio.Future[Judgment]]] = []
+        pending: list[tuple[dict[str, Any], Generation | None, asyncio.Future[Judgment]]] = []
 
         def base(turn: int, judge: str) -> dict[str, Any]:
             return {
@@ -136,29 +206,48 @@ class JudgedConversation(Benchmark):
 
         for turn, user_text in enumerate(question.turns, start=1):
             messages.append({"role": "user", "content": user_text})
+            generation: Generation | None
+            failure: str | None = None
             try:
                 generation = await ctx.generate(
                     self, question, turn, repeat, messages, self.sampling_for(question)
                 )
             except StepFailed as exc:
-                # Later turns need this answer in their context, so they cannot be generated either.
-                for failed_turn in range(turn, len(question.turns) + 1):
-                    reason = (
-                        f"generation failed: {exc}"
-                        if failed_turn == turn
-                        else f"not generated: turn {turn} failed"
-                    )
-                    items.extend(Item(**base(failed_turn, j), error=reason) for j in ctx.judges)
-                break
-            answers.append(generation.answer)
-            messages.append({"role": "assistant", "content": generation.answer})
-            judge_messages = self.judge_messages(question, turn, answers)
+                if self.failed_generation == "drop":
+                    break  # this turn and the later ones, which build on it, are left out
+                if self.failed_generation != "empty":
+                    # Later turns need this answer in their context, so they cannot be generated either.
+                    for failed_turn in range(turn, len(question.turns) + 1):
+                        reason = (
+                            f"generation failed: {exc}"
+                            if failed_turn == turn
+                            else f"not generated: turn {turn} failed"
+                        )
+                        items.extend(Item(**base(failed_turn, j), error=reason) for j in ctx.judges)
+                    break
+                generation, failure = None, str(exc)
+            answers.append(generation.answer if generation is not None else None)
+            messages.append({"role": "assistant", "content": generation.answer if generation else ""})
+            request = self.judge_request(question, turn, answers)
             # Judging runs while the next turn is generated.
             for judge in ctx.judges:
                 task = asyncio.ensure_future(
-                    ctx.judge(self, question, turn, repeat, judge, judge_messages, self.parse_judgment)
+                    ctx.judge(
+                        self,
+                        question,
+                        turn,
+                        repeat,
+                        judge,
+                        request.messages,
+                        request.parse,
+                        template=request.template,
+                        reference=request.reference,
+                    )
                 )
-                pending.append((base(turn, judge), generation, task))
+                fields = base(turn, judge)
+                if failure is not None:
+                    fields["extra"] = {"generation_error": failure}
+                pending.append((fields, generation, task))
 
         for fields, generation, future in pending:
             try:

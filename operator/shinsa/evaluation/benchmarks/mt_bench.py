@@ -2,19 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from shinsa.api.eval_run import BenchmarkSpec
 from shinsa.evaluation import prompts
-from shinsa.evaluation.benchmarks.base import JudgedConversation, Messages
-from shinsa.evaluation.datasets import Question
-from shinsa.evaluation.ratings import parse_rating
+from shinsa.evaluation.benchmarks.base import JudgedConversation, JudgeRequest, Messages
+from shinsa.evaluation.datasets import Question, reference_warnings
+from shinsa.evaluation.prompt_files import (
+    JudgeTemplate,
+    PromptFile,
+    PromptFileError,
+    field_problem,
+    prompt_file_problems,
+)
+from shinsa.evaluation.ratings import read_rating
 
 DEFAULT_REFERENCE_CATEGORIES = ("math", "reasoning", "coding")
 
 _SINGLE_FIELDS = ("question", "answer", "language_note")
 _MULTI_FIELDS = ("question_1", "answer_1", "question_2", "answer_2", "language_note")
+
+# llm-jp-judge's MT-Bench templates (evaluator/mt_bench.py, v2.0.0): the id and the fields it fills.
+_LJJ_SINGLE = "single-v1"
+_LJJ_SINGLE_REFERENCE = "single-math-v1"
+_LJJ_MULTI = "single-v1-multi-turn"
+_LJJ_MULTI_REFERENCE = "single-math-v1-multi-turn"
+_LJJ_FIELDS = {
+    _LJJ_SINGLE: ("question", "answer"),
+    _LJJ_SINGLE_REFERENCE: ("question", "answer", "ref_answer_1"),
+    _LJJ_MULTI: ("question_1", "question_2", "answer_1", "answer_2"),
+    _LJJ_MULTI_REFERENCE: (
+        "question_1",
+        "question_2",
+        "answer_1",
+        "answer_2",
+        "ref_answer_1",
+        "ref_answer_2",
+    ),
+}
 
 
 class MtBench(JudgedConversation):
@@ -30,7 +57,9 @@ class MtBench(JudgedConversation):
             "multi": _MULTI_FIELDS,
             "multi_reference": (*_MULTI_FIELDS, "reference_1", "reference_2"),
         }
-        problems = []
+        problems = prompt_file_problems(
+            config.prompts, config.prompt_file, [k for k in fields if k != "system"]
+        )
         for key, allowed in fields.items():
             template = getattr(config.prompts, key)
             problem = template and prompts.template_problem(template, allowed)
@@ -43,11 +72,78 @@ class MtBench(JudgedConversation):
         configured = self.config.reference_categories
         return tuple(configured) if configured is not None else DEFAULT_REFERENCE_CATEGORIES
 
+    def load(self, cache_dir: Path) -> None:
+        super().load(cache_dir)
+        assert self.dataset is not None
+        self.warnings.extend(
+            reference_warnings(
+                self.dataset,
+                self.questions,
+                self.reference_categories,
+                explicit=self.config.reference_categories is not None,
+                limited=self.config.limit is not None,
+            )
+        )
+
     def uses_reference(self, question: Question) -> bool:
         return question.category in self.reference_categories and bool(question.references)
 
     def judge_settings(self) -> dict[str, Any]:
         return {**super().judge_settings(), "reference_categories": list(self.reference_categories)}
+
+    def check_prompt_file(self, prompt_file: PromptFile) -> None:
+        for template_id, names in _LJJ_FIELDS.items():
+            prompt_file.require((template_id,))
+            problem = field_problem(
+                prompt_file.templates[template_id], prompt_file.source, dict.fromkeys(names, "")
+            )
+            if problem:
+                raise PromptFileError(problem)
+
+    def judge_request(self, question: Question, turn: int, answers: Sequence[str | None]) -> JudgeRequest:
+        if self.prompt_file is None:
+            request = super().judge_request(question, turn, answers)
+            reference = self.uses_reference(question)
+            kind = ("single" if turn == 1 else "multi") + ("Reference" if reference else "")
+            return JudgeRequest(request.messages, request.parse, kind, reference)
+        refs = question.references or ()
+        reference = self.uses_reference(question)
+        values: dict[str, str | None]
+        if turn == 1:
+            template_id = _LJJ_SINGLE_REFERENCE if reference else _LJJ_SINGLE
+            values = {"question": question.turns[0], "answer": answers[0]}
+            if reference:
+                values["ref_answer_1"] = _at(refs, 0)
+        else:
+            # As Shinsa's own templates: a later turn is judged with the exchange before it.
+            template_id = _LJJ_MULTI_REFERENCE if reference else _LJJ_MULTI
+            values = {
+                "question_1": question.turns[turn - 2],
+                "question_2": question.turns[turn - 1],
+                "answer_1": answers[turn - 2],
+                "answer_2": answers[turn - 1],
+            }
+            if reference:
+                values |= {"ref_answer_1": _at(refs, turn - 2), "ref_answer_2": _at(refs, turn - 1)}
+        template = self.prompt_file.templates[template_id]
+        judging = self.config.judging
+        text = prompts.render(template.prompt, values, judging.formatting or "shinsa")
+        system = self.config.prompts.system if self.config.prompts.system is not None else template.system
+        messages = ([{"role": "system", "content": system}] if system is not None else []) + [
+            {"role": "user", "content": text}
+        ]
+        return JudgeRequest(messages, self._parser(template), template_id, reference)
+
+    def _parser(self, template: JudgeTemplate | None) -> Callable[[str], tuple[float, dict[str, float]]]:
+        judging = self.config.judging
+        regex = template.regex if template is not None else None
+
+        def parse(text: str) -> tuple[float, dict[str, float]]:
+            rule = judging.ratings or "agree"
+            check = judging.range_check if judging.range_check is not None else True
+            return read_rating(text, 1, 10, regex=regex, rule=rule, range_check=check), {}
+
+        return parse
 
     def judge_messages(self, question: Question, turn: int, answers: Sequence[str]) -> Messages:
         p = self.config.prompts
@@ -81,7 +177,7 @@ class MtBench(JudgedConversation):
         ]
 
     def parse_judgment(self, text: str) -> tuple[float, dict[str, float]]:
-        return parse_rating(text, 1, 10), {}
+        return self._parser(None)(text)
 
 
 class MtBenchJa(MtBench):
