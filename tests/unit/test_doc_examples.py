@@ -1,5 +1,6 @@
-"""Every YAML example in docs/*.md (fenced ```yaml blocks) and examples/*.yaml is read by the code
-that reads it for real, so an example cannot drift from the schema it documents.
+"""Every YAML example in docs/*.md (fenced ```yaml blocks), examples/*.yaml and
+examples/reproduction/*.yaml is read by the code that reads it for real, so an example cannot drift
+from the schema it documents.
 
 What reads a block:
 
@@ -56,7 +57,10 @@ def examples() -> Iterator[tuple[str, str]]:
         for match in _FENCE.finditer(text):
             line = text.count("\n", 0, match.start()) + 1
             yield f"{path.relative_to(ROOT)}:{line}", match.group(1)
-    for path in sorted((ROOT / "examples").glob("*.yaml")):
+    # The demo applies examples/*.yaml; examples/reproduction/ holds manifests for a real cluster.
+    for path in sorted(
+        [*(ROOT / "examples").glob("*.yaml"), *(ROOT / "examples" / "reproduction").glob("*.yaml")]
+    ):
         yield str(path.relative_to(ROOT)), path.read_text(encoding="utf-8")
 
 

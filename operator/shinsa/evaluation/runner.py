@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -564,6 +566,20 @@ def _generated_turns(
     return wanted, wanted - answered
 
 
+def _prewarm_plotting() -> None:
+    """Import matplotlib in the background while the requests run.
+
+    Its import is the largest part of the work left after the last judgment (about as long as all
+    the statistics and files), and the request phase leaves the CPU idle, waiting on the servers.
+    The results wait for it only if the run is shorter than the import."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # outputs reports a missing matplotlib
+            importlib.import_module("shinsa.evaluation.plots")
+
+    threading.Thread(target=load, name="shinsa-prewarm-plots", daemon=True).start()
+
+
 async def run_evaluation(
     config: EvalConfig,
     *,
@@ -581,6 +597,7 @@ async def run_evaluation(
     questions, before any request) and EndpointUnreachable (an endpoint that does not answer at all).
     """
     check_phase(config.spec, phase)
+    _prewarm_plotting()
     mask = SecretMask.of_config(config)
     reporter = masked(reporter or JsonLinesReporter(), mask)
     started = time.monotonic()
