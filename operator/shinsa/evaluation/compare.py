@@ -299,11 +299,6 @@ def mismatches(
 # -- statistics -----------------------------------------------------------------------------------
 
 
-def _cell_mean(values: list[float | None]) -> float | None:
-    scored = [v for v in values if v is not None and math.isfinite(v)]
-    return sum(scored) / len(scored) if scored else None
-
-
 def _aligned(
     benches: Sequence[BenchmarkResult], metric: str
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -315,7 +310,7 @@ def _aligned(
         totals = [0.0] * len(tables)
         n = 0
         for turn in sorted(set.intersection(*(set(t[qid]) for t in tables)), key=int):
-            cells = [c for c in (_cell_mean(t[qid][turn]) for t in tables) if c is not None]
+            cells = [c for c in (stats.cell_mean(t[qid][turn]) for t in tables) if c is not None]
             if len(cells) < len(tables):
                 continue
             totals = [s + c for s, c in zip(totals, cells, strict=True)]

@@ -28,9 +28,10 @@ def differences_chart(comparison: Comparison, path: Path) -> Path | None:
     if not rows:
         return None
     labels = [f"{d.benchmark} {d.metric}: {d.a} - {d.b}" for d in rows]
-    centres = [float(d.difference or 0.0) for d in rows]
-    lows = [c - float(d.ci_low or c) for d, c in zip(rows, centres, strict=True)]
-    highs = [float(d.ci_high or c) - c for d, c in zip(rows, centres, strict=True)]
+    centres = [d.difference if d.difference is not None else 0.0 for d in rows]
+    # `_shown` keeps only rows with both bounds; a bound of exactly 0.0 is a bound, not a missing one.
+    lows = [c - (d.ci_low if d.ci_low is not None else c) for d, c in zip(rows, centres, strict=True)]
+    highs = [(d.ci_high if d.ci_high is not None else c) - c for d, c in zip(rows, centres, strict=True)]
     colours = ["#4C72B0" if d.excludes_zero else "#8C8C8C" for d in rows]
     positions = list(range(len(rows)))[::-1]
 

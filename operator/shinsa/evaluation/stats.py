@@ -23,6 +23,13 @@ DEFAULT_DRAWS = 2000
 _MAX_MATRIX_CELLS = 4_000_000
 
 
+def cell_mean(values: list[float | None]) -> float | None:
+    """The mean of one (question, turn) cell's repeats, leaving out the unscored ones (None, NaN):
+    the unit that paired comparisons (gates, `shinsa eval compare`) put side by side."""
+    scored = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(scored) / len(scored) if scored else None
+
+
 @dataclass(frozen=True)
 class Summary:
     mean: float

@@ -15,11 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shinsa.evaluation.results import QuestionTable
-
-
-def _cell_mean(values: list[float | None]) -> float | None:
-    scored = [v for v in values if v is not None and math.isfinite(v)]
-    return sum(scored) / len(scored) if scored else None
+from shinsa.evaluation.stats import cell_mean
 
 
 @dataclass(frozen=True)
@@ -69,7 +65,7 @@ def pair_tables(candidate: QuestionTable, baseline: QuestionTable) -> Paired:
         d = c = b = 0.0
         n = 0
         for turn in cand_row.keys() & base_row.keys():
-            cand, base = _cell_mean(cand_row[turn]), _cell_mean(base_row[turn])
+            cand, base = cell_mean(cand_row[turn]), cell_mean(base_row[turn])
             if cand is None or base is None:
                 continue
             d += cand - base
