@@ -4,6 +4,7 @@ rank stability, the judge-swap check, per-length long context, and refusing runs
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -223,16 +224,19 @@ def test_judge_swap_reversed_rankings_have_tau_minus_one() -> None:
     assert agreement.spearman == pytest.approx(-1.0)
 
 
+def _accuracy_at(length: str) -> Callable[[float], dict[str, float]]:
+    def metrics(score: float) -> dict[str, float]:
+        return {f"{length}/accuracy": score}
+
+    return metrics
+
+
 def long_context_run(accuracy: dict[str, list[float]], name: str, rope: str | None) -> Source:
     items: list[Item] = []
     for length, values in accuracy.items():
         scores: Scores = {f"{length}-q{i}": [[v]] for i, v in enumerate(values)}
         items += items_of(
-            "long-context",
-            scores,
-            judge="match",
-            category=length,
-            item_metrics=lambda s, length=length: {f"{length}/accuracy": s},
+            "long-context", scores, judge="match", category=length, item_metrics=_accuracy_at(length)
         )
 
     def metrics(done: Any) -> dict[str, float]:
