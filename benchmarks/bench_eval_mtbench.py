@@ -218,15 +218,22 @@ async def _paced(
     model: FakeOpenAI,
     judge: FakeOpenAI,
     pace: float,
+    in_flight: int | None = None,
 ) -> None:
+    """The request graph, one request start per `pace`; with `in_flight`, at most that many requests
+    at once per endpoint, as the engine's `concurrency` holds them."""
     pacer = Pacer(pace)
     judge_sampling = {"temperature": 0.0, "max_tokens": 2048}  # what the engine sends the judge
+    slots = {url: asyncio.Semaphore(in_flight or 1_000_000) for url in (model.url, judge.url)}
 
-    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=256)) as http:
+    async with httpx.AsyncClient(
+        timeout=120, limits=httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    ) as http:
 
         async def post(url: str, body: dict[str, Any]) -> str:
             await pacer.start()
-            resp = await http.post(f"{url}/chat/completions", json=body)
+            async with slots[url]:
+                resp = await http.post(f"{url}/chat/completions", json=body)
             resp.raise_for_status()
             return str(resp.json()["choices"][0]["message"]["content"])
 

@@ -7,9 +7,11 @@ requests at once, as a GPU server with a batch limit behaves.
 
 - **shinsa**: `shinsa eval run --config ...` as a user runs it, in its own process: interpreter start,
   imports, config and dataset load, preflight, the requests, statistics, output files and plots.
-- **floor**: the same request graph (turn 2 after turn 1, each judgment after the answer it judges,
-  the same judge prompts) driven by a bare asyncio loop over one httpx client, no pacing, in this
-  process: what the servers allow and nothing else.
+- **floor**: the same request graph (turn 2 after turn 1, each judgment after the answer it
+  judges, the same judge prompts) driven by a bare asyncio loop over one httpx client, no pacing,
+  at most `concurrency` (64) requests at once per endpoint as the engine holds them, in a process
+  of its own as `shinsa eval run` is (the servers' threads keep this one busy). Its wall time is
+  the loop's alone, without process start: what the servers allow and nothing else.
 
 The ratio shinsa / floor is the figure (target <= 1.3); both run in the same session on the same
 servers, so the machine's noise cancels out. The `--help` part times `shinsa --help` and
@@ -23,6 +25,8 @@ median of `--help-runs`.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import statistics
 import subprocess
 import sys
@@ -30,13 +34,16 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_eval_mtbench import JUDGE_MODEL, make_config, run_paced, write_dataset
+from bench_eval_mtbench import JUDGE_MODEL, Measured, _paced, make_config, write_dataset
 from shinsa.evaluation.benchmarks.mt_bench import MtBench
+from shinsa.evaluation.config import load_config
 from shinsa.evaluation.runner import build_benchmarks
 from support.openai_server import FakeOpenAI
 
@@ -85,6 +92,35 @@ def run_shinsa(config_file: Path, model: FakeOpenAI, judge: FakeOpenAI) -> tuple
     return wall, model.count(target="model"), judge.count(target="judge")
 
 
+def floor_loop(config_file: Path, cache: Path) -> float:
+    """The bare loop over the config's request graph, in this process; its wall time."""
+    config = load_config(config_file)
+    benchmark = build_benchmarks(config)[0]
+    assert isinstance(benchmark, MtBench)
+    benchmark.load(cache)
+    model = SimpleNamespace(url=config.endpoint.rstrip("/"), model=config.served_name)
+    judge = SimpleNamespace(url=str(config.spec.judges[0].endpoint).rstrip("/"))
+    started = time.perf_counter()
+    servers: Any = (model, judge)  # _paced reads only their url and model
+    asyncio.run(
+        _paced(benchmark, benchmark.questions, config.spec.repeats, *servers, 0.0, config.spec.concurrency)
+    )
+    return time.perf_counter() - started
+
+
+def run_floor(config_file: Path, cache: Path, model: FakeOpenAI, judge: FakeOpenAI) -> Measured:
+    model.reset()
+    judge.reset()
+    out = subprocess.run(
+        [sys.executable, __file__, "--floor-of", str(config_file), "--cache", str(cache)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    wall = float(json.loads(out.splitlines()[-1])["wall_s"])
+    return Measured(wall, model.count(target="model"), judge.count(target="judge"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=80)
@@ -92,7 +128,12 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=1.0, help="server service time per request (s)")
     parser.add_argument("--concurrency", type=int, default=64, help="server batch limit = engine concurrency")
     parser.add_argument("--help-runs", type=int, default=7)
+    parser.add_argument("--floor-of", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floor_of:
+        print(json.dumps({"wall_s": floor_loop(args.floor_of, args.cache)}))
+        return
 
     def server(name: str) -> FakeOpenAI:
         return FakeOpenAI(
@@ -110,14 +151,8 @@ def main() -> None:
         config_file.write_text(
             yaml.safe_dump(config.model_dump(mode="json", by_alias=True)), encoding="utf-8"
         )
-        benchmark = build_benchmarks(config)[0]
-        assert isinstance(benchmark, MtBench)
-        benchmark.load(Path(tmp) / "cache")
-
         shinsa_wall, model_requests, judge_requests = run_shinsa(config_file, model, judge)
-        floor = run_paced(
-            benchmark, benchmark.questions, args.repeats, model, judge, pace=0.0, latency=args.latency
-        )
+        floor = run_floor(config_file, Path(tmp) / "cache", model, judge)
     helps = help_times(args.help_runs)
 
     n = model_requests + judge_requests
