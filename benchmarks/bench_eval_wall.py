@@ -3,7 +3,8 @@
 The work is MT-Bench JA-sized: 80 two-turn questions x 3 repeats, every turn judged by one judge
 (480 generations + 480 judgments), on the project's own synthetic dataset (`bench_eval_mtbench`'s).
 Model and judge are two instances of the test double, each with a 1 s service time and at most 64
-requests at once, as a GPU server with a batch limit behaves.
+requests at once, as a GPU server with a batch limit behaves; each runs in a process of its own
+(in one process, the two servers' threads share one interpreter lock and could not keep up).
 
 - **shinsa**: `shinsa eval run --config ...` as a user runs it, in its own process: interpreter start,
   imports, config and dataset load, preflight, the requests, statistics, output files and plots.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
@@ -33,6 +35,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -41,11 +44,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_eval_mtbench import JUDGE_MODEL, Measured, _paced, make_config, write_dataset
+from bench_eval_mtbench import JUDGE_MODEL, _paced, make_config, write_dataset
 from shinsa.evaluation.benchmarks.mt_bench import MtBench
 from shinsa.evaluation.config import load_config
 from shinsa.evaluation.runner import build_benchmarks
-from support.openai_server import FakeOpenAI
 
 SHINSA = Path(sys.executable).with_name("shinsa")
 
@@ -85,11 +87,24 @@ def help_times(runs: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def run_shinsa(config_file: Path, model: FakeOpenAI, judge: FakeOpenAI) -> tuple[float, int, int]:
-    model.reset()
-    judge.reset()
+@contextlib.contextmanager
+def served(model: str, latency: float, concurrency: int) -> Iterator[SimpleNamespace]:
+    """The test double as a process of its own, serving `model` (and the judge models)."""
+    argv = [sys.executable, "-m", "shinsa.devcluster.openai_double", "--port", "0", "--model", model]
+    argv += ["--latency", str(latency), "--max-concurrency", str(concurrency)]
+    server = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split()[1]  # "serving http://127.0.0.1:PORT/v1 (model ...)"
+        yield SimpleNamespace(url=url, model=model)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def run_shinsa(config_file: Path, out: Path) -> tuple[float, dict[str, int]]:
     wall = _timed([str(SHINSA), "eval", "run", "--config", str(config_file)])
-    return wall, model.count(target="model"), judge.count(target="judge")
+    return wall, dict(json.loads((out / "scores.json").read_text(encoding="utf-8"))["requests"])
 
 
 def floor_loop(config_file: Path, cache: Path) -> float:
@@ -101,24 +116,20 @@ def floor_loop(config_file: Path, cache: Path) -> float:
     model = SimpleNamespace(url=config.endpoint.rstrip("/"), model=config.served_name)
     judge = SimpleNamespace(url=str(config.spec.judges[0].endpoint).rstrip("/"))
     started = time.perf_counter()
-    servers: Any = (model, judge)  # _paced reads only their url and model
-    asyncio.run(
-        _paced(benchmark, benchmark.questions, config.spec.repeats, *servers, 0.0, config.spec.concurrency)
-    )
+    stand_in: Any = model  # _paced reads only the servers' url and model
+    repeats, in_flight = config.spec.repeats, config.spec.concurrency
+    asyncio.run(_paced(benchmark, benchmark.questions, repeats, stand_in, judge, 0.0, in_flight))
     return time.perf_counter() - started
 
 
-def run_floor(config_file: Path, cache: Path, model: FakeOpenAI, judge: FakeOpenAI) -> Measured:
-    model.reset()
-    judge.reset()
+def run_floor(config_file: Path, cache: Path) -> float:
     out = subprocess.run(
         [sys.executable, __file__, "--floor-of", str(config_file), "--cache", str(cache)],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    wall = float(json.loads(out.splitlines()[-1])["wall_s"])
-    return Measured(wall, model.count(target="model"), judge.count(target="judge"))
+    return float(json.loads(out.splitlines()[-1])["wall_s"])
 
 
 def main() -> None:
@@ -135,50 +146,40 @@ def main() -> None:
         print(json.dumps({"wall_s": floor_loop(args.floor_of, args.cache)}))
         return
 
-    def server(name: str) -> FakeOpenAI:
-        return FakeOpenAI(
-            model=name, latency_s=args.latency, max_concurrency=args.concurrency, keep_messages=False
-        )
-
     with (
         tempfile.TemporaryDirectory() as tmp,
-        server("model-under-test") as model,
-        server("judge-host") as judge,
+        served("model-under-test", args.latency, args.concurrency) as model,
+        served("judge-host", args.latency, args.concurrency) as judge,
     ):
         data = write_dataset(Path(tmp) / "mt-bench", args.questions)
-        config = make_config(data, model, judge, args.repeats, args.concurrency, Path(tmp) / "out")
+        stand_in: Any = model  # make_config reads only the servers' url and model
+        config = make_config(data, stand_in, judge, args.repeats, args.concurrency, Path(tmp) / "out")
         config_file = Path(tmp) / "evalrun.yaml"
-        config_file.write_text(
-            yaml.safe_dump(config.model_dump(mode="json", by_alias=True)), encoding="utf-8"
-        )
-        shinsa_wall, model_requests, judge_requests = run_shinsa(config_file, model, judge)
-        floor = run_floor(config_file, Path(tmp) / "cache", model, judge)
+        spec = config.model_dump(mode="json", by_alias=True)
+        config_file.write_text(yaml.safe_dump(spec), encoding="utf-8")
+        shinsa_wall, requests = run_shinsa(config_file, Path(tmp) / "out")
+        floor_wall = run_floor(config_file, Path(tmp) / "cache")
     helps = help_times(args.help_runs)
 
-    n = model_requests + judge_requests
+    graph = args.questions * 2 * args.repeats
     print(
         f"MT-Bench JA-sized: {args.questions} questions x 2 turns x {args.repeats} repeats + judging "
         f"({JUDGE_MODEL}); service time {args.latency:g} s, {args.concurrency} at once per endpoint"
     )
     print("| run | requests (model + judge) | wall (s) |")
     print("|---|---|---|")
-    print(
-        f"| `shinsa eval run`, process start included | {n} ({model_requests} + {judge_requests}) "
-        f"| {shinsa_wall:.2f} |"
-    )
-    print(
-        f"| bare asyncio loop (floor) | {floor.requests} ({floor.model_requests} + {floor.judge_requests}) "
-        f"| {floor.wall_s:.2f} |"
-    )
-    print(f"ratio shinsa / floor: {shinsa_wall / floor.wall_s:.2f} (target <= 1.3)")
+    print(f"| `shinsa eval run`, process start included | {requests} | {shinsa_wall:.2f} |")
+    print(f"| bare asyncio loop (floor) | {2 * graph} ({graph} + {graph}) | {floor_wall:.2f} |")
+    print(f"server-bound ideal: {graph / args.concurrency * args.latency:.1f} s per endpoint")
+    print(f"ratio shinsa / floor: {shinsa_wall / floor_wall:.2f} (target <= 1.3)")
     print()
     print(f"| command | median wall (s) of {args.help_runs} | / typer floor |")
     print("|---|---|---|")
     base = helps["typer app --help (floor)"]
     for name, value in helps.items():
         print(f"| `{name}` | {value:.3f} | {value / base:.2f} |")
-    if n != floor.requests:
-        raise SystemExit(f"request counts differ: shinsa {n}, floor {floor.requests}")
+    if sum(requests.values()) != 2 * graph:
+        raise SystemExit(f"request counts differ: shinsa {requests}, the graph {2 * graph}")
 
 
 if __name__ == "__main__":

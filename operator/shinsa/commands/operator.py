@@ -44,6 +44,7 @@ def run(
         configure_logging,
         operator_memo,
     )
+    from shinsa.registry import load_mlflow
 
     # Read once, before anything starts: a bad variable stops the operator with its name.
     try:
@@ -52,6 +53,8 @@ def run(
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(2) from None
 
+    # Before kopf starts the threads that would otherwise race to import it.
+    load_mlflow()
     # kopf logs nothing until told how; a pod without logs is hard to operate.
     configure_logging(verbose=verbose, debug=debug)
     if metrics_port:
