@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
+
+# Run as a script beside fixtures.py, whose writers format every fixture file alike.
+from fixtures import _json, _jsonl, _yaml
 
 ROOT = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "llm_jp_judge" / "rubric"
 MODEL_NAME = "parity-fixture-model"
@@ -139,32 +141,6 @@ BOUNDARY_TEMPLATE = (
     "（境界）入力: {{ input }}\n出力: {{ lm_output }}\n"
 )
 BOUNDARY_PROMPT = {"regex": "([0-3])", "path": "safety_boundary_ja.j2"}
-
-
-def _jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-
-
-def _json(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-
-
-def _yaml(path: Path, value: dict[str, Any]) -> None:
-    import yaml
-
-    class Dumper(yaml.SafeDumper):
-        pass
-
-    def text(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
-        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
-
-    Dumper.add_representer(str, text)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        yaml.dump(value, Dumper=Dumper, allow_unicode=True, sort_keys=False, width=4096), encoding="utf-8"
-    )
 
 
 def _marker(question: str) -> str:
