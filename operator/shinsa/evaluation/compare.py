@@ -36,8 +36,8 @@ from shinsa.evaluation import stats
 from shinsa.evaluation.results import HEADLINE, BenchmarkResult, RunResults, RunStatus
 
 COMPARE_FILE = "compare.json"
-DEFAULT_DRAWS = 10_000
-"""The gates' default (`shinsa.gates.DEFAULT_DRAWS`; the engine's layer cannot import the gates')."""
+DEFAULT_DRAWS = stats.DECISION_DRAWS
+"""As many draws as a gate decision takes, so `compare` and `shinsa gate` give the same intervals."""
 DEFAULT_CONFIDENCE = 0.95
 LENGTH_METRIC = re.compile(r"^(?P<length>\d+k?)/(?P<metric>.+)$")
 """The long-context benchmark's per-length metrics: `<length_label>/<metric>`, as `32k/accuracy`."""

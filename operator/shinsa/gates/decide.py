@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from shinsa.api.gates import GatePolicy
 from shinsa.evaluation.results import RunResults
+from shinsa.evaluation.stats import DECISION_DRAWS
 from shinsa.gates.outcome import GateDecision, combine
 from shinsa.gates.rules import Context, check
 
-DEFAULT_DRAWS = 10_000
-"""Bootstrap draws per interval: the 2.5% quantile of 10,000 draws moves by about 0.2 standard errors
-between seeds, little enough that a verdict near a bound rarely flips with the seed."""
+DEFAULT_DRAWS = DECISION_DRAWS
+"""Bootstrap draws per interval (`shinsa.evaluation.stats.DECISION_DRAWS`)."""
 
 
 def evaluate_gates(
